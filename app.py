@@ -1,0 +1,50 @@
+"""Entry point: page config, settings check, login gate, navigation. Nothing else."""
+
+import streamlit as st
+
+import ui
+from chatbot import auth, resources
+from chatbot.config import cookie_key
+from chatbot.errors import ChatbotError, ConfigError
+
+st.set_page_config(page_title="Notes chat", page_icon="💬", layout="wide")
+PAGES = [
+    st.Page("pages/chat.py", title="Chat", icon="💬", url_path="chat", default=True),
+    st.Page("pages/history.py", title="History", icon="🗂️", url_path="history"),
+]
+
+
+def stop() -> None:
+    """End this run without showing a page. st.navigation must still be called: without it
+    Streamlit falls back to serving pages/ directly, which would bypass the login gate."""
+    st.navigation(PAGES, position="hidden")
+    st.stop()
+
+
+try:
+    settings = resources.settings()
+    db = resources.database(settings.database_url)
+except ConfigError as exc:
+    st.title("The app is not configured correctly")
+    st.error(f"Setting **{exc.setting}**: {str(exc).split(': ', 1)[1]}", icon="⚙️")
+    st.info("Fix the setting in the environment or in `.streamlit/secrets.toml`, then reload this page.")
+    stop()
+except ChatbotError as exc:
+    st.title("The app cannot start")
+    ui.show_error(exc, doing="opening the database")
+    stop()
+
+if auth.needs_first_admin(db):
+    auth.first_admin_form(db, auth.setup_token(cookie_key(settings)))
+    stop()
+
+actor = auth.login(db, settings)
+if actor is None:
+    stop()
+st.session_state["actor"] = actor
+
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.caption(f"Signed in as **{actor.name}** ({actor.role})")
+    auth.logout_button()
+page.run()

@@ -1,0 +1,130 @@
+"""Command line: python -m chatbot users add|list|set-password|remove|import, and export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from chatbot import db as database
+from chatbot import store
+from chatbot.config import load_settings, read_secrets_file
+from chatbot.errors import ChatbotError, InputError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(secrets=read_secrets_file(), check_engine=False)
+        engine = database.make_engine(settings.database_url)
+        database.migrate(engine)
+        return args.run(args, database.session_factory(engine))
+    except ChatbotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chatbot", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    users = commands.add_parser("users", help="manage who can log in").add_subparsers(required=True, metavar="ACTION")
+
+    add = users.add_parser("add", help="add a user")
+    add.add_argument("username")
+    add.add_argument("--role", default="analyst", help="analyst (default) or admin")
+    add.add_argument("--name")
+    add.add_argument("--email")
+    add.add_argument("--password-stdin", action="store_true", required=True,
+                     help="read the password from standard input (keeps it out of the shell history)")
+    add.set_defaults(run=_users_add)
+
+    users.add_parser("list", help="list users").set_defaults(run=_users_list)
+
+    password = users.add_parser("set-password", help="set a user's password")
+    password.add_argument("username")
+    password.add_argument("--password-stdin", action="store_true", required=True)
+    password.set_defaults(run=_users_set_password)
+
+    remove = users.add_parser("remove", help="remove a user and their conversations")
+    remove.add_argument("username")
+    remove.set_defaults(run=_users_remove)
+
+    imports = users.add_parser("import", help="import users from a streamlit-authenticator config.yaml")
+    imports.add_argument("config")
+    imports.set_defaults(run=_users_import)
+    return parser
+
+
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise InputError("No password given on standard input.")
+    return password
+
+
+def _users_add(args, db) -> int:
+    password = _read_password()
+    with db.begin() as session:
+        store.create_user(session, username=args.username, password=password, role=args.role,
+                          name=args.name, email=args.email)
+    print(f"added {args.username.lower()} ({args.role})")
+    return 0
+
+
+def _users_list(args, db) -> int:
+    with db.begin() as session:
+        for user in store.list_users(session):
+            last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
+            print(f"{user.username}\t{user.role}\t{user.name}\t{user.email or ''}\tlast login {last}")
+    return 0
+
+
+def _users_set_password(args, db) -> int:
+    password = _read_password()
+    with db.begin() as session:
+        store.set_password(session, args.username, password)
+    print(f"password set for {args.username.lower()}")
+    return 0
+
+
+def _users_remove(args, db) -> int:
+    with db.begin() as session:
+        store.remove_user(session, args.username)
+    print(f"removed {args.username.lower()}")
+    return 0
+
+
+def _users_import(args, db) -> int:
+    entries = _authenticator_users(args.config)
+    with db.begin() as session:  # all or nothing
+        for username, entry in entries.items():
+            password = str(entry.get("password") or "")
+            roles = entry.get("roles") or []
+            store.create_user(
+                session, username=username, password=password, password_hash=password,
+                role="admin" if "admin" in roles else "analyst",
+                name=entry.get("name") or " ".join(filter(None, [entry.get("first_name"), entry.get("last_name")])) or None,
+                email=entry.get("email"),
+            )
+    print(f"imported {len(entries)} users")
+    return 0
+
+
+def _authenticator_users(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"Cannot read {path}: {exc}") from None
+    users = (config or {}).get("credentials", {}).get("usernames") if isinstance(config, dict) else None
+    if not isinstance(users, dict) or not users:
+        raise InputError(f"{path} has no credentials.usernames section.")
+    return users
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""streamlit-authenticator glue: login gate backed by the users table, first-admin setup, logout."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+import streamlit as st
+import streamlit_authenticator as stauth
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit_authenticator.utilities import LoginError
+
+from chatbot import store
+from chatbot.config import Settings, cookie_key
+from chatbot.errors import ChatbotError
+from chatbot.store import Actor
+
+logger = logging.getLogger(__name__)
+
+
+def setup_token(key: str) -> str:
+    """The one-time token for creating the first admin; the same on every replica sharing the key."""
+    return hmac.new(key.encode(), b"chatbot-first-admin", hashlib.sha256).hexdigest()[:20]
+
+
+@st.cache_resource(show_spinner=False)
+def announce_setup_token(token: str) -> bool:
+    """Print the setup token in the server log, once per process."""
+    logger.warning("No users yet. Open the app and create the admin account with setup token: %s", token)
+    return True
+
+
+def needs_first_admin(db: sessionmaker[Session]) -> bool:
+    with db.begin() as session:
+        return store.count_users(session) == 0
+
+
+def first_admin_form(db: sessionmaker[Session], token: str) -> None:
+    """The one-time form shown while the database has no users."""
+    announce_setup_token(token)
+    st.title("Create the admin account")
+    st.write(
+        "This deployment has no users yet. Enter the **setup token** printed in the server's log "
+        "(`No users yet… setup token: …`) and choose the admin's username and password."
+    )
+    with st.form("setup_form"):
+        given = st.text_input("Setup token", type="password", key="setup_token")
+        username = st.text_input("Username", key="setup_username")
+        name = st.text_input("Full name", key="setup_name")
+        password = st.text_input("Password", type="password", key="setup_password")
+        repeat = st.text_input("Repeat password", type="password", key="setup_repeat")
+        submitted = st.form_submit_button("Create admin")
+    if not submitted:
+        return
+    if not hmac.compare_digest(given.strip(), token):
+        logger.warning("first-admin setup refused: wrong setup token")
+        st.error("The setup token is wrong. Copy it from the server's log.")
+    elif password != repeat:
+        st.error("The two passwords differ.")
+    else:
+        _create_first_admin(db, username, name, password)
+
+
+def _create_first_admin(db: sessionmaker[Session], username: str, name: str, password: str) -> None:
+    try:
+        with db.begin() as session:
+            if store.count_users(session):
+                raise ChatbotError("An admin already exists: log in instead.")
+            store.create_user(session, username=username, password=password, role="admin", name=name or None)
+    except ChatbotError as exc:
+        st.error(str(exc))
+        return
+    logger.info("first admin %r created", username)
+    st.success("Admin created. Log in below.")
+    st.rerun()
+
+
+def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
+    """Show the login form until the user is authenticated; return the acting user."""
+    with db.begin() as session:
+        creds = store.credentials(session)
+    before = {name: user["failed_login_attempts"] for name, user in creds["usernames"].items()}
+    authenticator = stauth.Authenticate(
+        creds, settings.auth_cookie_name, cookie_key(settings), settings.auth_cookie_days, auto_hash=False
+    )
+    try:
+        authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login")
+    except LoginError as exc:
+        st.error(f"{exc}. Ask an admin to reset your password (python -m chatbot users set-password).")
+    _record_failures(db, creds, before)
+    status = st.session_state.get("authentication_status")
+    if status is False:
+        st.error("Username or password is incorrect.")
+    if not status:
+        return None
+    return _actor(db, authenticator, st.session_state["username"])
+
+
+def _record_failures(db: sessionmaker[Session], creds: dict, before: dict[str, int]) -> None:
+    for name, user in creds["usernames"].items():
+        if user.get("failed_login_attempts", 0) > before.get(name, 0):
+            with db.begin() as session:
+                count = store.record_failed_login(session, name)
+            logger.warning("failed login for user %r (%d in a row)", name, count)
+
+
+def _actor(db: sessionmaker[Session], authenticator: stauth.Authenticate, username: str) -> Actor | None:
+    """The logged-in user from the database; a removed user is logged out."""
+    with db.begin() as session:
+        user = store.get_user(session, username)
+        if user is not None and st.session_state.get("auth_recorded") != username:
+            store.record_login(session, username)
+        actor = Actor.of(user) if user is not None else None
+    if actor is None:
+        authenticator.authentication_controller.logout()
+        st.rerun()
+    if st.session_state.get("auth_recorded") != username:
+        logger.info("user %r logged in", username)
+        st.session_state["auth_recorded"] = username
+    st.session_state["auth_authenticator"] = authenticator
+    return actor
+
+
+def logout_button() -> None:
+    authenticator = st.session_state.get("auth_authenticator")
+    if authenticator is not None:
+        authenticator.logout("Log out", location="sidebar", key="auth_logout")

@@ -1,0 +1,131 @@
+"""One question-and-answer turn: validate, save the question, stream the answer, save it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from chatbot import store
+from chatbot.engine import Answer, ChatBackend, Token
+from chatbot.errors import ChatbotError, EngineError, InputError
+from chatbot.store import Actor
+
+logger = logging.getLogger(__name__)
+
+# C0 controls other than tab, newline and carriage return; they are never meaningful in a question.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_question(text: str | None, *, max_chars: int) -> str | None:
+    """The question as it will be sent, or None when there is nothing to ask."""
+    if text is None:
+        return None
+    cleaned = CONTROL_CHARS.sub("", text).strip()
+    if not cleaned:
+        return None
+    if len(cleaned) > max_chars:
+        raise InputError(
+            f"Your question is {len(cleaned):,} characters long; the limit is {max_chars:,}. "
+            "Shorten it or split it into several questions. Nothing was sent."
+        )
+    return cleaned
+
+
+@dataclass
+class Turn:
+    """A question saved in a conversation, and the answer streaming for it.
+
+    Iterate ``chunks()`` to stream the answer; afterwards ``message_id``, ``status`` and
+    ``error`` say what was saved. Closing the iterator early saves the partial answer as
+    ``interrupted`` and closes the engine's connection.
+    """
+
+    db: sessionmaker[Session]
+    actor: Actor
+    conversation_id: int
+    session_id: str
+    question: str
+    backend: ChatBackend
+    status: str | None = None
+    error: ChatbotError | None = None
+    message_id: int | None = None
+    text: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    def chunks(self) -> Iterator[str]:
+        started, first, parts, answer = time.perf_counter(), None, [], None
+        events = self.backend.stream(self.question, session_id=self.session_id)
+        self.status = "interrupted"
+        try:
+            for event in events:
+                if isinstance(event, Token):
+                    first = first or time.perf_counter()
+                    parts.append(event.text)
+                    yield event.text
+                elif isinstance(event, Answer):
+                    answer = event
+            self.status = "complete" if answer is not None else "error"
+        except EngineError as exc:
+            self.status, self.error = "error", exc
+            logger.warning("answer failed in conversation %s: %s", self.conversation_id, exc.detail)
+        finally:
+            events.close()
+            self._save(answer, "".join(parts), started, first)
+
+    def _save(self, answer: Answer | None, partial: str, started: float, first: float | None) -> None:
+        finished = time.perf_counter()
+        self.text = answer.text if answer is not None and self.status == "complete" else partial
+        usage = (answer.usage or {}) if answer else {}
+        self.metadata = {
+            "engine": self.backend.engine,
+            "flow_id": self.backend.label if self.backend.engine == "langflow" else None,
+            "latency_ms": round((finished - started) * 1000),
+            "ttft_ms": round((first - started) * 1000) if first else None,
+            "input_tokens": usage.get("input_tokens"),
+            "output_tokens": usage.get("output_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+        }
+        error = str(self.error) if self.error else None
+        if self.status == "interrupted":
+            error = "The answer was interrupted before it finished."
+        with self.db.begin() as session:
+            message = store.append_message(
+                session, self.actor, self.conversation_id, role="assistant", content=self.text,
+                status=self.status, error=error, **self.metadata,
+            )
+            self.message_id = message.id
+
+
+def ask(
+    db: sessionmaker[Session], actor: Actor, conversation_id: int | None, question: str,
+    backend: ChatBackend, *, max_chars: int,
+) -> Turn | None:
+    """Save the question (in a new conversation when ``conversation_id`` is None) and return its Turn.
+
+    Returns None for an empty question. The question is committed before any engine is called.
+    """
+    cleaned = clean_question(question, max_chars=max_chars)
+    if cleaned is None:
+        return None
+    with db.begin() as session:
+        if conversation_id is None:
+            conversation = store.create_conversation(session, actor, title=cleaned)
+        else:
+            conversation = store.get_conversation(session, actor, conversation_id)
+        store.append_message(session, actor, conversation.id, role="user", content=cleaned)
+        ids = conversation.id, conversation.langflow_session_id
+    return Turn(db, actor, ids[0], ids[1], cleaned, backend)
+
+
+def retry(db: sessionmaker[Session], actor: Actor, conversation_id: int, backend: ChatBackend) -> Turn:
+    """Ask the conversation's last question again, without saving it a second time."""
+    with db.begin() as session:
+        conversation = store.get_conversation(session, actor, conversation_id)
+        question = store.last_question(session, actor, conversation_id)
+        session_id = conversation.langflow_session_id
+    return Turn(db, actor, conversation_id, session_id, question, backend)

@@ -1,0 +1,222 @@
+"""Settings: one typed, frozen object read from environment variables, then Streamlit secrets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as secrets_lib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from chatbot.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEVELOPMENT, PRODUCTION = "development", "production"
+# The value shipped in .streamlit/secrets.toml.example: refused in production.
+SAMPLE_COOKIE_KEY = "change-me-to-a-long-random-string"
+MIN_PRODUCTION_KEY_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the app reads. The README's configuration table lists each ``env`` name."""
+
+    database_url: str = "sqlite:///data/chatbot.db"
+    langflow_url: str | None = None
+    langflow_flow_id: str | None = None
+    langflow_api_key: str | None = None
+    langflow_timeout: float = 120.0
+    notes_dir: Path = Path("notes")
+    auth_cookie_key: str | None = None
+    auth_cookie_name: str = "chatbot_auth"
+    auth_cookie_days: float = 30.0
+    login_max_attempts: int = 5
+    max_message_chars: int = 20_000
+    chatbot_env: str = DEVELOPMENT
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @property
+    def uses_langflow(self) -> bool:
+        return self.langflow_url is not None
+
+    @property
+    def is_production(self) -> bool:
+        return self.chatbot_env == PRODUCTION
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for secret in ("langflow_api_key", "auth_cookie_key"):
+            shown[secret] = "***" if shown[secret] else None
+        shown["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        return f"Settings({shown})"
+
+
+def setting_names() -> list[str]:
+    """The environment-variable names of every setting (the README documents each)."""
+    return [f.name.upper() for f in fields(Settings)]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, secrets: Mapping[str, object] | None = None,
+    *, check_engine: bool = True,
+) -> Settings:
+    """Read, validate and return the settings; raise ConfigError naming the bad one.
+
+    ``check_engine=False`` skips the answering engine's checks (the command line needs none).
+    """
+    raw = _merge(os.environ if environ is None else environ, secrets or {})
+    env = raw.get("CHATBOT_ENV", DEVELOPMENT).strip().lower()
+    if env not in (DEVELOPMENT, PRODUCTION):
+        raise ConfigError("CHATBOT_ENV", f"must be '{DEVELOPMENT}' or '{PRODUCTION}', not {env!r}.")
+    settings = Settings(
+        database_url=_database_url(raw.get("DATABASE_URL", Settings.database_url)),
+        langflow_url=_langflow_url(raw.get("LANGFLOW_URL")),
+        langflow_flow_id=raw.get("LANGFLOW_FLOW_ID") or None,
+        langflow_api_key=raw.get("LANGFLOW_API_KEY") or None,
+        langflow_timeout=_number(raw, "LANGFLOW_TIMEOUT", Settings.langflow_timeout, float),
+        notes_dir=Path(raw.get("NOTES_DIR") or Settings.notes_dir),
+        auth_cookie_key=raw.get("AUTH_COOKIE_KEY") or None,
+        auth_cookie_name=raw.get("AUTH_COOKIE_NAME") or Settings.auth_cookie_name,
+        auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
+        login_max_attempts=_number(raw, "LOGIN_MAX_ATTEMPTS", Settings.login_max_attempts, int),
+        max_message_chars=_number(raw, "MAX_MESSAGE_CHARS", Settings.max_message_chars, int),
+        chatbot_env=env,
+        log_level=_log_level(raw.get("LOG_LEVEL", Settings.log_level)),
+        log_format=_choice(raw, "LOG_FORMAT", ("text", "json"), Settings.log_format),
+    )
+    if check_engine:
+        _check_engine(settings)
+    _check_production(settings)
+    return settings
+
+
+def _merge(environ: Mapping[str, str], secrets: Mapping[str, object]) -> dict[str, str]:
+    """Environment first, then top-level scalar secrets; empty strings count as unset."""
+    names = setting_names()
+    merged = {n: str(secrets[n]) for n in names if n in secrets and secrets[n] not in (None, "")}
+    merged.update({n: environ[n] for n in names if environ.get(n, "").strip()})
+    return {k: v.strip() for k, v in merged.items()}
+
+
+def _database_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL",
+            "is not a SQLAlchemy URL. Use sqlite:///data/chatbot.db or "
+            "postgresql+psycopg://user:password@host:5432/dbname.",
+        ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError("DATABASE_URL", f"must be SQLite or PostgreSQL, not {url.get_backend_name()!r}.")
+    return value
+
+
+def _langflow_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            "LANGFLOW_URL", f"{value!r} is not an http(s) URL. Use e.g. http://localhost:7860."
+        )
+    return value.rstrip("/")
+
+
+def _number(raw: Mapping[str, str], name: str, default, kind):
+    if name not in raw:
+        return default
+    try:
+        value = kind(raw[name])
+    except ValueError:
+        raise ConfigError(name, f"must be a {'whole ' if kind is int else ''}number, not {raw[name]!r}.") from None
+    if value <= 0:
+        raise ConfigError(name, f"must be greater than 0, not {raw[name]!r}.")
+    return value
+
+
+def _choice(raw: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = raw.get(name, default).lower()
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, not {value!r}.")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, not {value!r}.")
+    return level
+
+
+def _check_engine(settings: Settings) -> None:
+    if settings.uses_langflow:
+        if not settings.langflow_flow_id:
+            raise ConfigError(
+                "LANGFLOW_FLOW_ID",
+                "is required when LANGFLOW_URL is set. Copy the flow's id from Langflow "
+                "(Share → API access) or unset LANGFLOW_URL to use the built-in notes engine.",
+            )
+        return
+    notes = settings.notes_dir
+    if not notes.is_dir() or not os.access(notes, os.R_OK | os.X_OK):
+        raise ConfigError(
+            "NOTES_DIR",
+            f"{str(notes)!r} is not a readable folder. Create it and put .md or .txt notes in it, "
+            "or set LANGFLOW_URL to answer with a Langflow flow.",
+        )
+
+
+def _check_production(settings: Settings) -> None:
+    if not settings.is_production:
+        return
+    key = settings.auth_cookie_key or ""
+    if key == SAMPLE_COOKIE_KEY or len(key) < MIN_PRODUCTION_KEY_LENGTH:
+        raise ConfigError(
+            "AUTH_COOKIE_KEY",
+            f"must be a random secret of at least {MIN_PRODUCTION_KEY_LENGTH} characters in "
+            "production (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))').",
+        )
+
+
+def read_secrets_file(path: Path = Path(".streamlit/secrets.toml")) -> dict:
+    """Streamlit's secrets file, for code that runs outside Streamlit (the command line)."""
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read: {exc}") from None
+
+
+def cookie_key(settings: Settings) -> str:
+    """The configured cookie key, or one generated once and kept beside the SQLite database."""
+    if settings.auth_cookie_key:
+        return settings.auth_cookie_key
+    path = _key_file(settings.database_url)
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets_lib.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    logger.warning(
+        "AUTH_COOKIE_KEY is not set: generated a random key and stored it in %s. "
+        "Set AUTH_COOKIE_KEY for a deployment with several replicas.", path
+    )
+    return key
+
+
+def _key_file(database_url: str) -> Path:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).resolve().parent / ".auth_cookie_key"
+    return Path("data") / ".auth_cookie_key"

@@ -1,0 +1,78 @@
+"""The st.cache_resource factories: settings, database, HTTP session, engines. The one place that caches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from chatbot import db
+from chatbot.config import Settings, load_settings
+from chatbot.engine import ChatBackend
+from chatbot.errors import StoreError
+from chatbot.langflow import LangflowClient, make_http_session
+from chatbot.logs import configure_logging
+from chatbot.notes import NotesEngine, NotesIndex, notes_signature
+
+logger = logging.getLogger(__name__)
+
+
+def settings() -> Settings:
+    """Settings from the environment, then st.secrets (read every run: cheap, and never stale)."""
+    try:
+        secrets = dict(st.secrets)
+    except FileNotFoundError:
+        secrets = {}
+    loaded = load_settings(secrets=secrets)
+    configure_logging(loaded.log_level, loaded.log_format)
+    return loaded
+
+
+@st.cache_resource(show_spinner=False)
+def database(database_url: str) -> sessionmaker[Session]:
+    """The engine, migrated once per process; sessions for one user action each."""
+    engine = db.make_engine(database_url)
+    try:
+        db.migrate(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(
+            "Cannot open the database. Check DATABASE_URL and that the database server is running.",
+            detail=str(exc),
+        ) from exc
+    logger.info("database ready: %s", engine.url.render_as_string(hide_password=True))
+    return db.session_factory(engine)
+
+
+@st.cache_resource(show_spinner=False)
+def readonly_database(database_url: str) -> sessionmaker[Session]:
+    """Read-only sessions on the same pool (long exports never hold the SQLite write lock)."""
+    return db.readonly_factory(database(database_url).kw["bind"])
+
+
+@st.cache_resource(show_spinner=False)
+def http_session():
+    """One pooled requests.Session per process, shared by every browser session."""
+    return make_http_session()
+
+
+@st.cache_resource(show_spinner="Indexing your notes…", max_entries=4)
+def notes_index(notes_dir: str, signature: tuple) -> NotesIndex:
+    """The notes index, rebuilt when a note is added, changed or removed (the signature changes)."""
+    index = NotesIndex.build(Path(notes_dir))
+    logger.info("indexed %d notes (%d passages) from %s", index.note_count, index.passage_count, notes_dir)
+    return index
+
+
+def backend(config: Settings) -> ChatBackend:
+    """The engine that answers: the Langflow flow when configured, else the notes engine."""
+    if config.uses_langflow:
+        return LangflowClient(
+            base_url=config.langflow_url, flow_id=config.langflow_flow_id,
+            api_key=config.langflow_api_key, timeout=config.langflow_timeout, http=http_session(),
+        )
+    notes_dir = str(config.notes_dir)
+    return NotesEngine(notes_index(notes_dir, notes_signature(config.notes_dir)))

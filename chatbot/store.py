@@ -1,0 +1,321 @@
+"""Data access for users, conversations, messages and feedback; every query scoped to its actor.
+
+Functions take ``session`` (the caller owns the transaction: one per user action) and,
+for user data, the acting ``Actor``. They never commit. Another user's conversation is
+reported as not found, never as forbidden, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import bcrypt
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from chatbot.errors import InputError, NotFoundError
+from chatbot.models import ROLES, STATUSES, AuditEntry, Conversation, Feedback, Message, User, utcnow
+
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,79}$")
+TITLE_CHARS = 80
+BCRYPT_MAX_BYTES = 72
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: every data function is scoped by it."""
+
+    id: int
+    username: str
+    role: str
+    name: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def of(cls, user: User) -> Actor:
+        return cls(id=user.id, username=user.username, role=user.role, name=user.name)
+
+
+# -- users -----------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    if not password or not password.strip():
+        raise InputError("The password must not be empty.")
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        raise InputError(f"The password is too long (at most {BCRYPT_MAX_BYTES} bytes).")
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def check_username(username: str) -> str:
+    name = username.strip().lower()
+    if not USERNAME_PATTERN.match(name):
+        raise InputError(
+            f"Invalid username {username!r}: use 1-80 lowercase letters, digits, '.', '_', '-' or '@'."
+        )
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InputError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
+    return role
+
+
+def create_user(
+    session: Session, *, username: str, password: str, role: str = "analyst",
+    name: str | None = None, email: str | None = None, password_hash: str | None = None,
+) -> User:
+    """Add a user; ``password_hash`` (bcrypt) may be given instead of a password (imports)."""
+    username = check_username(username)
+    check_role(role)
+    if get_user(session, username) is not None:
+        raise InputError(f"User {username!r} already exists.")
+    hashed = password_hash if password_hash and password_hash.startswith("$2") else hash_password(password)
+    user = User(username=username, name=name or username, email=email, password_hash=hashed, role=role)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username.strip().lower()))
+
+
+def require_user(session: Session, username: str) -> User:
+    user = get_user(session, username)
+    if user is None:
+        raise NotFoundError(f"No user {username!r}.")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def set_password(session: Session, username: str, password: str) -> None:
+    user = require_user(session, username)
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+
+
+def remove_user(session: Session, username: str) -> None:
+    session.delete(require_user(session, username))
+
+
+def credentials(session: Session) -> dict:
+    """The users as a streamlit-authenticator credentials dict."""
+    users = {
+        u.username: {
+            "name": u.name, "email": u.email or "", "password": u.password_hash,
+            "roles": [u.role], "failed_login_attempts": u.failed_logins, "logged_in": False,
+        }
+        for u in list_users(session)
+    }
+    return {"usernames": users}
+
+
+def record_login(session: Session, username: str) -> None:
+    session.execute(
+        update(User).where(User.username == username).values(last_login_at=utcnow(), failed_logins=0)
+    )
+
+
+def record_failed_login(session: Session, username: str) -> int:
+    """Count a failed login for an existing user; return the new count (0 if no such user)."""
+    session.execute(
+        update(User).where(User.username == username).values(failed_logins=User.failed_logins + 1)
+    )
+    return session.scalar(select(User.failed_logins).where(User.username == username)) or 0
+
+
+# -- conversations ---------------------------------------------------------------------
+
+
+def title_from(question: str) -> str:
+    line = " ".join(question.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def create_conversation(session: Session, actor: Actor, *, title: str) -> Conversation:
+    conversation = Conversation(
+        owner_id=actor.id, title=title_from(title) or "New chat",
+        langflow_session_id=str(uuid.uuid4()),
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def get_conversation(session: Session, actor: Actor, conversation_id: int, *, any_owner: bool = False) -> Conversation:
+    """The actor's conversation; with ``any_owner`` an admin may read anyone's."""
+    query = select(Conversation).where(Conversation.id == conversation_id, Conversation.deleted.is_(False))
+    if not (any_owner and actor.is_admin):
+        query = query.where(Conversation.owner_id == actor.id)
+    conversation = session.scalar(query)
+    if conversation is None:
+        raise NotFoundError("This conversation does not exist or was deleted.")
+    return conversation
+
+
+def list_conversations(session: Session, actor: Actor, *, limit: int = 100) -> list[Conversation]:
+    """The actor's own conversations, most recent activity first (the chat sidebar)."""
+    query = (
+        select(Conversation)
+        .where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def rename_conversation(session: Session, actor: Actor, conversation_id: int, title: str) -> None:
+    cleaned = title_from(title)
+    if not cleaned:
+        raise InputError("A title must not be empty.")
+    get_conversation(session, actor, conversation_id).title = cleaned
+
+
+def delete_conversation(session: Session, actor: Actor, conversation_id: int) -> None:
+    """Hide the actor's conversation everywhere; an admin can purge it later."""
+    get_conversation(session, actor, conversation_id).deleted = True
+
+
+def purge_conversation(session: Session, actor: Actor, conversation_id: int) -> None:
+    """Delete a conversation and its messages for good (admins only)."""
+    if not actor.is_admin:
+        raise NotFoundError("This conversation does not exist or was deleted.")
+    result = session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+    if result.rowcount == 0:
+        raise NotFoundError("This conversation does not exist.")
+    session.add(AuditEntry(actor_id=actor.id, action="purge", target=f"conversation {conversation_id}"))
+
+
+# -- messages --------------------------------------------------------------------------
+
+
+def storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; every other character is kept as typed."""
+    return text.replace("\x00", "\ufffd")
+
+
+def append_message(
+    session: Session, actor: Actor, conversation_id: int, *, role: str, content: str,
+    status: str = "complete", **metadata,
+) -> Message:
+    """Add one message: one UPDATE of the conversation's counters and one INSERT, at any size."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    now = utcnow()
+    values = {"updated_at": now, "message_count": Conversation.message_count + 1}
+    if role == "assistant":
+        values |= {"last_status": status, "last_engine": metadata.get("flow_id") or metadata.get("engine")}
+    touched = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.owner_id == actor.id,
+               Conversation.deleted.is_(False))
+        .values(**values)
+    )
+    if touched.rowcount == 0:
+        raise NotFoundError("This conversation does not exist or was deleted.")
+    message = Message(
+        conversation_id=conversation_id, role=role, content=storable(content), status=status,
+        created_at=now, **metadata,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def list_messages(
+    session: Session, actor: Actor, conversation_id: int, *, limit: int | None = None,
+    any_owner: bool = False,
+) -> list[Message]:
+    """The conversation's messages in order; with ``limit``, only the most recent ones."""
+    get_conversation(session, actor, conversation_id, any_owner=any_owner)
+    query = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(reversed(session.scalars(query).all()))
+
+
+def last_question(session: Session, actor: Actor, conversation_id: int) -> str:
+    """The newest question in the conversation (what Retry asks again)."""
+    get_conversation(session, actor, conversation_id)
+    text = session.scalar(
+        select(Message.content)
+        .where(Message.conversation_id == conversation_id, Message.role == "user")
+        .order_by(Message.id.desc()).limit(1)
+    )
+    if text is None:
+        raise NotFoundError("There is no question to retry in this conversation.")
+    return text
+
+
+# -- feedback --------------------------------------------------------------------------
+
+
+def set_feedback(
+    session: Session, actor: Actor, message_id: int, *, score: int, comment: str | None = None
+) -> Feedback:
+    """Record (or change) the actor's 👍 (1) / 👎 (0) on an answer in their own conversation."""
+    if score not in (0, 1):
+        raise InputError("Feedback is 1 (thumbs up) or 0 (thumbs down).")
+    owned = session.scalar(
+        select(Message.id).join(Conversation)
+        .where(Message.id == message_id, Message.role == "assistant",
+               Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+    )
+    if owned is None:
+        raise NotFoundError("This answer does not exist or was deleted.")
+    feedback = session.scalar(
+        select(Feedback).where(Feedback.message_id == message_id, Feedback.user_id == actor.id)
+    )
+    if feedback is None:
+        feedback = Feedback(message_id=message_id, user_id=actor.id, score=score)
+        session.add(feedback)
+    feedback.score, feedback.comment = score, (comment or "").strip() or None
+    feedback.created_at = utcnow()
+    session.flush()
+    return feedback
+
+
+def feedback_for(session: Session, actor: Actor, message_ids: list[int]) -> dict[int, Feedback]:
+    """The feedback on these messages, keyed by message id (the conversation owner's)."""
+    if not message_ids:
+        return {}
+    query = (
+        select(Feedback).join(Message).join(Conversation)
+        .where(Feedback.message_id.in_(message_ids), Feedback.user_id == Conversation.owner_id)
+    )
+    if not actor.is_admin:
+        query = query.where(Conversation.owner_id == actor.id)
+    return {f.message_id: f for f in session.scalars(query)}
+
+
+# -- audit -----------------------------------------------------------------------------
+
+
+def audit(session: Session, actor: Actor, action: str, target: str) -> None:
+    session.add(AuditEntry(actor_id=actor.id, action=action, target=target))
+
+
+def list_audit(session: Session, actor: Actor, *, limit: int = 500) -> list[tuple[datetime, str, str, str]]:
+    if not actor.is_admin:
+        return []
+    query = (
+        select(AuditEntry.created_at, User.username, AuditEntry.action, AuditEntry.target)
+        .join(User, User.id == AuditEntry.actor_id)
+        .order_by(AuditEntry.id.desc()).limit(limit)
+    )
+    return [tuple(row) for row in session.execute(query)]

@@ -1,0 +1,55 @@
+"""Streamlit pieces shared by the pages: a message bubble, an error box. Pages stay thin."""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from chatbot.errors import ChatbotError
+from chatbot.render import escape_html, safe_markdown
+from chatbot.store import Actor
+
+logger = logging.getLogger("chatbot.ui")
+ROLE_LABEL = {"user": "You", "assistant": "Assistant"}
+
+
+def require_actor() -> Actor:
+    """The logged-in user. A page reached without app.py's login gate goes to app.py.
+
+    That happens only on a fresh server: until some run calls st.navigation, Streamlit
+    serves files in pages/ directly (its legacy multipage mode), skipping app.py.
+    """
+    actor = st.session_state.get("actor")
+    if actor is None:
+        st.switch_page("app.py")
+    return actor
+
+
+def show_error(exc: ChatbotError, *, doing: str) -> None:
+    """The one place an error becomes UI: a message to act on, details only in the log."""
+    logger.warning("%s failed: %s", doing, exc.detail)
+    st.error(f"{doing[:1].upper()}{doing[1:]} failed. {exc}", icon="⚠️")
+
+
+def message_caption(message) -> str:
+    """'notes · 1.2 s · first token 0.3 s · 51 tokens' for an answer."""
+    parts = [message.flow_id or message.engine or ""]
+    if message.latency_ms is not None:
+        parts.append(f"{message.latency_ms / 1000:.1f} s")
+    if message.ttft_ms is not None:
+        parts.append(f"first token {message.ttft_ms / 1000:.1f} s")
+    if message.total_tokens:
+        parts.append(f"{message.total_tokens} tokens")
+    return " · ".join(p for p in parts if p)
+
+
+def message_body(message) -> None:
+    """The text of a message: questions as plain text, answers as safe Markdown."""
+    if message.role == "user":
+        st.markdown(escape_html(message.content))
+    elif message.content:
+        st.markdown(safe_markdown(message.content))
+    if message.status != "complete":
+        label = "Interrupted" if message.status == "interrupted" else "Failed"
+        st.warning(f"{label}: {message.error or 'the answer did not finish.'}", icon="⚠️")
