@@ -22,6 +22,7 @@ from chatbot.models import ROLES, STATUSES, AuditEntry, Conversation, Feedback, 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,79}$")
 TITLE_CHARS = 80
 BCRYPT_MAX_BYTES = 72
+BCRYPT_ROUNDS = 12  # the tests lower it: hashing is deliberately slow
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def hash_password(password: str) -> str:
         raise InputError("The password must not be empty.")
     if len(password.encode()) > BCRYPT_MAX_BYTES:
         raise InputError(f"The password is too long (at most {BCRYPT_MAX_BYTES} bytes).")
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
 
 
 def check_username(username: str) -> str:
