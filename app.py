@@ -1,5 +1,7 @@
 """Entry point: page config, settings check, login gate, navigation. Nothing else."""
 
+from pathlib import Path
+
 import streamlit as st
 
 import ui
@@ -8,9 +10,10 @@ from chatbot.config import cookie_key
 from chatbot.errors import ChatbotError, ConfigError
 
 st.set_page_config(page_title="Notes chat", page_icon="💬", layout="wide")
+HERE = Path(__file__).resolve().parent
 PAGES = [
-    st.Page("pages/chat.py", title="Chat", icon="💬", url_path="chat", default=True),
-    st.Page("pages/history.py", title="History", icon="🗂️", url_path="history"),
+    st.Page(HERE / "pages" / "chat.py", title="Chat", icon="💬", url_path="chat", default=True),
+    st.Page(HERE / "pages" / "history.py", title="History", icon="🗂️", url_path="history"),
 ]
 
 

@@ -50,6 +50,7 @@ def message_body(message) -> None:
         st.markdown(escape_html(message.content))
     elif message.content:
         st.markdown(safe_markdown(message.content))
-    if message.status != "complete":
-        label = "Interrupted" if message.status == "interrupted" else "Failed"
-        st.warning(f"{label}: {message.error or 'the answer did not finish.'}", icon="⚠️")
+    if message.status == "error":
+        st.error(f"No answer: {message.error or 'the engine failed.'}", icon="⚠️")
+    elif message.status == "interrupted":
+        st.warning(f"Interrupted: {message.error or 'the answer did not finish.'}", icon="⏸️")

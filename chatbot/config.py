@@ -22,6 +22,7 @@ DEVELOPMENT, PRODUCTION = "development", "production"
 # The value shipped in .streamlit/secrets.toml.example: refused in production.
 SAMPLE_COOKIE_KEY = "change-me-to-a-long-random-string"
 MIN_PRODUCTION_KEY_LENGTH = 32
+MIN_API_KEY_LENGTH = 6  # the client scrubs keys from error texts; a shorter one would garble words
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def load_settings(
         langflow_api_key=raw.get("LANGFLOW_API_KEY") or None,
         langflow_timeout=_number(raw, "LANGFLOW_TIMEOUT", Settings.langflow_timeout, float),
         notes_dir=Path(raw.get("NOTES_DIR") or Settings.notes_dir),
-        auth_cookie_key=raw.get("AUTH_COOKIE_KEY") or None,
+        auth_cookie_key=_cookie_key(raw.get("AUTH_COOKIE_KEY"), env),
         auth_cookie_name=raw.get("AUTH_COOKIE_NAME") or Settings.auth_cookie_name,
         auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
         login_max_attempts=_number(raw, "LOGIN_MAX_ATTEMPTS", Settings.login_max_attempts, int),
@@ -157,8 +158,20 @@ def _log_level(value: str) -> str:
     return level
 
 
+def _cookie_key(value: str | None, env: str) -> str | None:
+    """The sample key from secrets.toml.example is never used: refused in production, ignored otherwise."""
+    if value == SAMPLE_COOKIE_KEY and env != PRODUCTION:
+        logger.warning("AUTH_COOKIE_KEY is the sample value from secrets.toml.example: ignoring it.")
+        return None
+    return value or None
+
+
 def _check_engine(settings: Settings) -> None:
     if settings.uses_langflow:
+        if settings.langflow_api_key is not None and len(settings.langflow_api_key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                "LANGFLOW_API_KEY", "looks truncated: Langflow API keys are long (sk-…). Paste the whole key."
+            )
         if not settings.langflow_flow_id:
             raise ConfigError(
                 "LANGFLOW_FLOW_ID",
@@ -179,7 +192,7 @@ def _check_production(settings: Settings) -> None:
     if not settings.is_production:
         return
     key = settings.auth_cookie_key or ""
-    if key == SAMPLE_COOKIE_KEY or len(key) < MIN_PRODUCTION_KEY_LENGTH:
+    if key == SAMPLE_COOKIE_KEY or len(key) < MIN_PRODUCTION_KEY_LENGTH or len(set(key)) < 8:
         raise ConfigError(
             "AUTH_COOKIE_KEY",
             f"must be a random secret of at least {MIN_PRODUCTION_KEY_LENGTH} characters in "

@@ -182,6 +182,4 @@ if turn is not None:
         finally:
             stream.close()  # the user left mid-answer: the partial answer is saved as interrupted
         slot.markdown(safe_markdown(turn.text))
-    if turn.error is not None:
-        ui.show_error(turn.error, doing="answering")
-    st.rerun()
+    st.rerun()  # show the saved answer from the database, with its status, error and feedback

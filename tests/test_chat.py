@@ -1,0 +1,128 @@
+"""A turn: the question is saved first, the answer streams, and whatever happens it is saved."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from chatbot import chat, store
+from chatbot.errors import InputError, LangflowFlowError
+from chatbot.langflow import LangflowClient
+from chatbot.notes import NotesEngine, NotesIndex
+from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, failed_run, stream_reply, streamed_run
+
+NOTES = Path(__file__).resolve().parent.parent / "notes"
+
+
+@pytest.fixture
+def notes():
+    return NotesEngine(NotesIndex.build(NOTES))
+
+
+@pytest.fixture
+def langflow():
+    with ReplayServer(default=functools.partial(echo_flow, tokens=True)) as server:
+        yield server
+
+
+def client(server) -> LangflowClient:
+    return LangflowClient(base_url=server.url, flow_id=FLOW_ID, api_key="sk-test-key", timeout=5)
+
+
+def messages(db, actor, conversation_id):
+    with db.begin() as session:
+        return [(m.role, m.content, m.status) for m in store.list_messages(session, actor, conversation_id)]
+
+
+def test_question_is_saved_before_the_engine_is_called(db, users, notes):
+    turn = chat.ask(db, users["alice"], None, "  How do I vacuum?  ", notes, max_chars=100)
+    assert messages(db, users["alice"], turn.conversation_id) == [("user", "How do I vacuum?", "complete")]
+
+
+def test_streamed_answer_is_saved_complete_with_its_metadata(db, users, langflow):
+    turn = chat.ask(db, users["alice"], None, "echo these words", client(langflow), max_chars=100)
+    chunks = list(turn.chunks())
+    assert chunks == ["echo ", "these ", "words"]
+    assert (turn.status, turn.text, turn.error) == ("complete", "echo these words", None)
+    with db.begin() as session:
+        answer = store.list_messages(session, users["alice"], turn.conversation_id)[-1]
+    assert (answer.role, answer.content, answer.engine, answer.flow_id) == (
+        "assistant", "echo these words", "langflow", FLOW_ID)
+    assert answer.latency_ms is not None and answer.ttft_ms is not None and answer.ttft_ms <= answer.latency_ms
+
+
+def test_langflow_gets_the_conversations_own_session_id(db, users, langflow):
+    first = chat.ask(db, users["alice"], None, "one", client(langflow), max_chars=100)
+    list(first.chunks())
+    again = chat.ask(db, users["alice"], first.conversation_id, "two", client(langflow), max_chars=100)
+    list(again.chunks())
+    other = chat.ask(db, users["alice"], None, "three", client(langflow), max_chars=100)
+    list(other.chunks())
+    sent = [r.body["session_id"] for r in langflow.requests]
+    assert sent[0] == sent[1] == first.session_id and sent[2] == other.session_id != first.session_id
+
+
+def test_a_failed_flow_keeps_the_question_and_saves_the_partial_answer(db, users, langflow):
+    def half_then_error(request):
+        session_id = request.body["session_id"]
+        events = streamed_run(["Half an "], session_id=session_id)[:-1] + failed_run("model overloaded", session_id=session_id)
+        return stream_reply(events)
+
+    langflow.answer(half_then_error)
+    turn = chat.ask(db, users["alice"], None, "long question", client(langflow), max_chars=100)
+    assert "".join(turn.chunks()) == "Half an "
+    assert turn.status == "error" and isinstance(turn.error, LangflowFlowError)
+    assert "model overloaded" in str(turn.error)
+    assert messages(db, users["alice"], turn.conversation_id) == [
+        ("user", "long question", "complete"), ("assistant", "Half an ", "error")]
+
+
+def test_leaving_mid_answer_saves_it_as_interrupted(db, users, langflow):
+    turn = chat.ask(db, users["alice"], None, "one two three four", client(langflow), max_chars=100)
+    stream = turn.chunks()
+    assert next(stream) == "one "
+    stream.close()  # what the page does when Streamlit stops the run
+    assert turn.status == "interrupted"
+    with db.begin() as session:
+        answer = store.list_messages(session, users["alice"], turn.conversation_id)[-1]
+    assert (answer.content, answer.status, answer.error) == (
+        "one ", "interrupted", "The answer was interrupted before it finished.")
+
+
+def test_retry_asks_the_last_question_again_without_saving_it_twice(db, users, langflow):
+    langflow.answer(lambda r: stream_reply(failed_run("down", session_id=r.body["session_id"])))
+    turn = chat.ask(db, users["alice"], None, "are you there", client(langflow), max_chars=100)
+    list(turn.chunks())
+    retried = chat.retry(db, users["alice"], turn.conversation_id, client(langflow))
+    list(retried.chunks())
+    assert messages(db, users["alice"], turn.conversation_id) == [
+        ("user", "are you there", "complete"), ("assistant", "", "error"),
+        ("assistant", "are you there", "complete")]
+
+
+def test_empty_and_whitespace_questions_are_ignored(db, users, notes):
+    assert chat.ask(db, users["alice"], None, " \n\t ", notes, max_chars=100) is None
+    with db.begin() as session:
+        assert store.list_conversations(session, users["alice"]) == []
+
+
+def test_too_long_questions_are_refused_before_anything_is_saved(db, users, langflow):
+    with pytest.raises(InputError, match="101 characters long; the limit is 100"):
+        chat.ask(db, users["alice"], None, "x" * 101, client(langflow), max_chars=100)
+    with db.begin() as session:
+        assert store.list_conversations(session, users["alice"]) == []
+    assert langflow.requests == []
+
+
+def test_control_characters_are_dropped_and_unicode_kept(db, users, notes):
+    turn = chat.ask(db, users["alice"], None, "nul\x00 bell\x07 🧪 שלום 𝔘", notes, max_chars=100)
+    assert messages(db, users["alice"], turn.conversation_id) == [("user", "nul bell 🧪 שלום 𝔘", "complete")]
+
+
+def test_notes_answers_cite_their_files(db, users, notes):
+    turn = chat.ask(db, users["alice"], None, "How does autovacuum work?", notes, max_chars=200)
+    "".join(turn.chunks())
+    assert turn.status == "complete" and "postgres-vacuum.md" in turn.text
+    assert turn.metadata["engine"] == "notes" and turn.metadata["flow_id"] is None

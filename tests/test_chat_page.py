@@ -1,0 +1,172 @@
+"""The chat page through AppTest: the real app.py, a real SQLite file, HTTP to a local Langflow replay."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from chatbot import db as database
+from chatbot import store
+from tests.replay_server import (
+    FLOW_ID,
+    ReplayServer,
+    echo_flow,
+    failed_run,
+    flow_error_detail,
+    json_reply,
+    stream_reply,
+)
+
+ENTRY = str(Path(__file__).resolve().parent / "apps" / "app_entry.py")
+NOTES = Path(__file__).resolve().parent.parent / "notes"
+
+
+@pytest.fixture
+def app_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_API_KEY", "CHATBOT_ENV", "MAX_MESSAGE_CHARS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("NOTES_DIR", str(NOTES))
+    monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-0123456789abcdefghij")
+    engine = database.make_engine(url)
+    database.migrate(engine)
+    factory = database.session_factory(engine)
+    with factory.begin() as session:
+        store.create_user(session, username="alice", password="secret-alice", name="Alice")
+        store.create_user(session, username="bob", password="secret-bob", name="Bob")
+    st.cache_resource.clear()
+    yield factory
+    st.cache_resource.clear()
+    engine.dispose()
+
+
+@pytest.fixture
+def langflow(monkeypatch):
+    with ReplayServer(default=functools.partial(echo_flow, tokens=True)) as server:
+        monkeypatch.setenv("LANGFLOW_URL", server.url)
+        monkeypatch.setenv("LANGFLOW_FLOW_ID", FLOW_ID)
+        monkeypatch.setenv("LANGFLOW_API_KEY", "sk-test-key-123")
+        yield server
+
+
+def logged_in(username="alice", password=None) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=30)
+    at.run()
+    at.text_input[0].input(username)
+    at.text_input[1].input(password or f"secret-{username}")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input(key="chat_input").set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def saved(factory, username="alice"):
+    with factory.begin() as session:
+        actor = store.Actor.of(store.get_user(session, username))
+        conversations = store.list_conversations(session, actor)
+        return [m for c in conversations for m in store.list_messages(session, actor, c.id)]
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown) + "\n".join(str(e.value) for e in at.error)
+
+
+def test_nothing_but_the_login_form_before_login(app_db):
+    at = AppTest.from_file(ENTRY, default_timeout=30).run()
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert [b.label for b in at.button] == ["Login"]
+    assert len(at.chat_input) == 0
+
+
+def test_a_wrong_password_is_refused_and_counted(app_db):
+    at = logged_in(password="wrong")
+    assert "Username or password is incorrect." in [e.value for e in at.error]
+    assert len(at.chat_input) == 0
+    with app_db.begin() as session:
+        assert store.get_user(session, "alice").failed_logins == 1
+
+
+def test_a_question_to_the_notes_engine_is_answered_and_saved(app_db):
+    at = ask(logged_in(), "How does autovacuum decide when to run?")
+    [question, answer] = saved(app_db)
+    assert (question.role, question.content) == ("user", "How does autovacuum decide when to run?")
+    assert (answer.role, answer.status, answer.engine) == ("assistant", "complete", "notes")
+    assert answer.latency_ms is not None and "postgres-vacuum.md" in answer.content
+    assert "postgres-vacuum.md" in texts(at)
+    assert any("notes" in c.value for c in at.caption)
+    assert [b.label for b in at.sidebar.button if b.label.startswith("How does")] == [
+        "How does autovacuum decide when to run?"]
+
+
+def test_a_langflow_answer_is_saved_with_flow_and_timing(app_db, langflow):
+    ask(logged_in(), "stream me please")
+    answer = saved(app_db)[-1]
+    assert (answer.content, answer.engine, answer.flow_id, answer.status) == (
+        "stream me please", "langflow", FLOW_ID, "complete")
+    assert answer.ttft_ms is not None and answer.latency_ms >= answer.ttft_ms
+    assert langflow.requests[0].headers["x-api-key"] == "sk-test-key-123"
+
+
+def test_a_failing_flow_shows_an_error_keeps_the_question_and_retry_works(app_db, langflow):
+    langflow.answer(lambda r: stream_reply(failed_run("The model is overloaded", session_id=r.body["session_id"])))
+    at = ask(logged_in(), "Will this work?")
+    assert any("The model is overloaded" in e.value for e in at.error)
+    assert [(m.role, m.content, m.status) for m in saved(app_db)] == [
+        ("user", "Will this work?", "complete"), ("assistant", "", "error")]
+    assert "Will this work?" in texts(at)
+    at.button(key="chat_retry").click().run()
+    assert not at.exception
+    assert [(m.role, m.status) for m in saved(app_db)] == [
+        ("user", "complete"), ("assistant", "error"), ("assistant", "complete")]
+    assert [b for b in at.button if b.key == "chat_retry"] == []
+
+
+def test_a_server_error_with_langflows_encoded_detail_is_shown_plainly(app_db, langflow):
+    langflow.answer(json_reply(flow_error_detail("Component OpenAI failed: quota exceeded"), status=500))
+    at = ask(logged_in(), "hello")
+    assert any("quota exceeded" in e.value for e in at.error)
+    assert saved(app_db)[0].content == "hello"
+
+
+def test_a_too_long_question_is_refused_and_nothing_is_sent(app_db, langflow, monkeypatch):
+    monkeypatch.setenv("MAX_MESSAGE_CHARS", "10")
+    at = ask(logged_in(), "this question is far too long")
+    assert any("the limit is 10" in e.value for e in at.error)
+    assert "this question is far too long" in [c.value for c in at.code]
+    assert saved(app_db) == [] and langflow.requests == []
+
+
+def test_thumbs_down_with_a_comment_is_saved(app_db):
+    at = ask(logged_in(), "What is a window function?")
+    at.feedback[0].set_value(0).run()
+    at.text_input(key=f"chat_fb_comment_{saved(app_db)[-1].id}").input("cited the wrong note").run()
+    answer = saved(app_db)[-1]
+    with app_db.begin() as session:
+        actor = store.Actor.of(store.get_user(session, "alice"))
+        feedback = store.feedback_for(session, actor, [answer.id])[answer.id]
+    assert (feedback.score, feedback.comment) == (0, "cited the wrong note")
+
+
+def test_another_user_sees_none_of_alices_conversations(app_db):
+    ask(logged_in(), "alice's private question")
+    at = logged_in("bob")
+    assert "alice's private question" not in texts(at)
+    assert all("alice's" not in b.label for b in at.sidebar.button)
+
+
+def test_a_bad_setting_shows_one_clear_page(app_db, monkeypatch):
+    monkeypatch.setenv("LANGFLOW_URL", "http://langflow:7860")
+    at = AppTest.from_file(ENTRY, default_timeout=30).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["The app is not configured correctly"]
+    assert "LANGFLOW_FLOW_ID" in at.error[0].value

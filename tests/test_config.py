@@ -1,0 +1,98 @@
+"""Settings: read from the environment then secrets, validated with a message naming the setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import SAMPLE_COOKIE_KEY, Settings, cookie_key, load_settings, setting_names
+from chatbot.errors import ConfigError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def load(tmp_path, **values):
+    (tmp_path / "notes").mkdir(exist_ok=True)
+    return load_settings({"NOTES_DIR": str(tmp_path / "notes"), **values}, {})
+
+
+def test_defaults_need_no_configuration(tmp_path):
+    settings = load(tmp_path)
+    assert (settings.database_url, settings.uses_langflow, settings.max_message_chars) == (
+        "sqlite:///data/chatbot.db", False, 20_000)
+    assert settings.langflow_timeout == 120.0 and not settings.is_production
+
+
+def test_environment_wins_over_secrets(tmp_path):
+    (tmp_path / "notes").mkdir()
+    settings = load_settings(
+        {"NOTES_DIR": str(tmp_path / "notes"), "MAX_MESSAGE_CHARS": "500"},
+        {"MAX_MESSAGE_CHARS": 900, "LANGFLOW_TIMEOUT": 30},
+    )
+    assert (settings.max_message_chars, settings.langflow_timeout) == (500, 30.0)
+
+
+@pytest.mark.parametrize(("values", "setting", "hint"), [
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL", "postgresql+psycopg://"),
+    ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL", "SQLite or PostgreSQL"),
+    ({"LANGFLOW_URL": "localhost:7860", "LANGFLOW_FLOW_ID": "f"}, "LANGFLOW_URL", "http://localhost:7860"),
+    ({"LANGFLOW_URL": "http://localhost:7860"}, "LANGFLOW_FLOW_ID", "Copy the flow's id"),
+    ({"LANGFLOW_URL": "http://lf:7860", "LANGFLOW_FLOW_ID": "f", "LANGFLOW_API_KEY": "sk"}, "LANGFLOW_API_KEY", "truncated"),
+    ({"LANGFLOW_TIMEOUT": "soon"}, "LANGFLOW_TIMEOUT", "must be a number"),
+    ({"MAX_MESSAGE_CHARS": "-5"}, "MAX_MESSAGE_CHARS", "greater than 0"),
+    ({"CHATBOT_ENV": "staging"}, "CHATBOT_ENV", "'development' or 'production'"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT", "text, json"),
+])
+def test_a_bad_setting_is_named_with_what_to_fix(tmp_path, values, setting, hint):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, **values)
+    assert raised.value.setting == setting
+    assert hint in str(raised.value)
+
+
+def test_a_missing_notes_folder_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="NOTES_DIR: .*not a readable folder"):
+        load_settings({"NOTES_DIR": str(tmp_path / "nowhere")}, {})
+
+
+def test_production_refuses_a_weak_or_sample_cookie_key(tmp_path):
+    for key in (None, "short", SAMPLE_COOKIE_KEY, "a" * 40):
+        values = {"CHATBOT_ENV": "production"} | ({"AUTH_COOKIE_KEY": key} if key else {})
+        with pytest.raises(ConfigError, match="AUTH_COOKIE_KEY"):
+            load(tmp_path, **values)
+    strong = "q2Xv8sLr0aT5mZp1Kc7NwYb4Hd9Ue3Jf6Gi"
+    assert load(tmp_path, CHATBOT_ENV="production", AUTH_COOKIE_KEY=strong).is_production
+
+
+def test_without_a_cookie_key_one_is_generated_once_beside_the_database(tmp_path, caplog):
+    settings = load(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/db/chat.db")
+    first = cookie_key(settings)
+    assert len(first) >= 48 and first != SAMPLE_COOKIE_KEY
+    assert (tmp_path / "db" / ".auth_cookie_key").read_text() == first
+    assert cookie_key(settings) == first
+    assert "generated a random key" in caplog.text
+
+
+def test_the_sample_cookie_key_is_ignored_in_development(tmp_path):
+    assert load(tmp_path, AUTH_COOKIE_KEY=SAMPLE_COOKIE_KEY).auth_cookie_key is None
+
+
+def test_secrets_never_appear_in_the_settings_repr(tmp_path):
+    settings = load(tmp_path, LANGFLOW_URL="http://lf:7860", LANGFLOW_FLOW_ID="f",
+                    LANGFLOW_API_KEY="sk-very-secret-key", AUTH_COOKIE_KEY="cookie-secret-value",
+                    DATABASE_URL="postgresql+psycopg://u:db-password@h/d")
+    shown = repr(settings)
+    for secret in ("sk-very-secret-key", "cookie-secret-value", "db-password"):
+        assert secret not in shown
+
+
+def test_every_setting_is_in_the_readme_configuration_table():
+    documented = set(re.findall(r"^\| `([A-Z_]+)`", README.read_text(), flags=re.MULTILINE))
+    assert documented == set(setting_names())
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        Settings().database_url = "sqlite://"

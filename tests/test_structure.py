@@ -1,0 +1,28 @@
+"""The shape the house style promises: thin pages, a streamlit-free core, no prints in library code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STREAMLIT_ALLOWED = {"resources.py", "auth.py"}
+
+
+def test_pages_contain_no_sql_and_no_http():
+    for page in (ROOT / "pages").glob("*.py"):
+        source = page.read_text()
+        assert not re.search(r"^\s*(import|from) (sqlalchemy|requests)\b", source, re.MULTILINE), page
+        assert "session.execute" not in source and "requests." not in source, page
+
+
+def test_chatbot_modules_do_not_import_streamlit():
+    for module in (ROOT / "chatbot").glob("*.py"):
+        if module.name in STREAMLIT_ALLOWED:
+            continue
+        assert not re.search(r"^\s*(import|from) streamlit", module.read_text(), re.MULTILINE), module
+
+
+def test_model_text_is_never_rendered_as_live_html():
+    for source in [*(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]:
+        assert "unsafe_allow_html" not in source.read_text(), source
