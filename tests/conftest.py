@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import streamlit as st
 from sqlalchemy import create_engine, text
 
 from chatbot import db as database
 from chatbot import store
 from chatbot.store import Actor
+from tests.replay_server import FLOW_ID, ReplayServer, echo_flow
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+NOTES = Path(__file__).resolve().parent.parent / "notes"
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +92,34 @@ def users(db) -> dict[str, Actor]:
                                      name=name.title(), email=f"{name}@example.com")
             actors[name] = Actor.of(user)
     return actors
+
+
+@pytest.fixture
+def app_db(tmp_path, monkeypatch):
+    """The app's settings pointed at a fresh SQLite file with alice and bob; caches cleared."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_API_KEY", "CHATBOT_ENV", "MAX_MESSAGE_CHARS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("NOTES_DIR", str(NOTES))
+    monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-0123456789abcdefghij")
+    engine = database.make_engine(url)
+    database.migrate(engine)
+    factory = database.session_factory(engine)
+    with factory.begin() as session:
+        store.create_user(session, username="alice", password="secret-alice", name="Alice")
+        store.create_user(session, username="bob", password="secret-bob", name="Bob")
+    st.cache_resource.clear()
+    yield factory
+    st.cache_resource.clear()
+    engine.dispose()
+
+
+@pytest.fixture
+def replay_langflow(monkeypatch):
+    """A local server speaking Langflow's wire format, configured as the app's Langflow."""
+    with ReplayServer(default=functools.partial(echo_flow, tokens=True)) as server:
+        monkeypatch.setenv("LANGFLOW_URL", server.url)
+        monkeypatch.setenv("LANGFLOW_FLOW_ID", FLOW_ID)
+        monkeypatch.setenv("LANGFLOW_API_KEY", "sk-test-key-123")
+        yield server

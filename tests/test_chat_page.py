@@ -2,83 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from chatbot import db as database
 from chatbot import store
+from tests.apps import ENTRY, ask, logged_in, saved, texts
 from tests.replay_server import (
     FLOW_ID,
-    ReplayServer,
-    echo_flow,
     failed_run,
     flow_error_detail,
     json_reply,
     stream_reply,
 )
-
-ENTRY = str(Path(__file__).resolve().parent / "apps" / "app_entry.py")
-NOTES = Path(__file__).resolve().parent.parent / "notes"
-
-
-@pytest.fixture
-def app_db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_API_KEY", "CHATBOT_ENV", "MAX_MESSAGE_CHARS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("NOTES_DIR", str(NOTES))
-    monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-0123456789abcdefghij")
-    engine = database.make_engine(url)
-    database.migrate(engine)
-    factory = database.session_factory(engine)
-    with factory.begin() as session:
-        store.create_user(session, username="alice", password="secret-alice", name="Alice")
-        store.create_user(session, username="bob", password="secret-bob", name="Bob")
-    st.cache_resource.clear()
-    yield factory
-    st.cache_resource.clear()
-    engine.dispose()
-
-
-@pytest.fixture
-def langflow(monkeypatch):
-    with ReplayServer(default=functools.partial(echo_flow, tokens=True)) as server:
-        monkeypatch.setenv("LANGFLOW_URL", server.url)
-        monkeypatch.setenv("LANGFLOW_FLOW_ID", FLOW_ID)
-        monkeypatch.setenv("LANGFLOW_API_KEY", "sk-test-key-123")
-        yield server
-
-
-def logged_in(username="alice", password=None) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=30)
-    at.run()
-    at.text_input[0].input(username)
-    at.text_input[1].input(password or f"secret-{username}")
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def ask(at: AppTest, question: str) -> AppTest:
-    at.chat_input(key="chat_input").set_value(question).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def saved(factory, username="alice"):
-    with factory.begin() as session:
-        actor = store.Actor.of(store.get_user(session, username))
-        conversations = store.list_conversations(session, actor)
-        return [m for c in conversations for m in store.list_messages(session, actor, c.id)]
-
-
-def texts(at: AppTest) -> str:
-    return "\n".join(m.value for m in at.markdown) + "\n".join(str(e.value) for e in at.error)
 
 
 def test_nothing_but_the_login_form_before_login(app_db):
@@ -108,17 +42,17 @@ def test_a_question_to_the_notes_engine_is_answered_and_saved(app_db):
         "How does autovacuum decide when to run?"]
 
 
-def test_a_langflow_answer_is_saved_with_flow_and_timing(app_db, langflow):
+def test_a_langflow_answer_is_saved_with_flow_and_timing(app_db, replay_langflow):
     ask(logged_in(), "stream me please")
     answer = saved(app_db)[-1]
     assert (answer.content, answer.engine, answer.flow_id, answer.status) == (
-        "stream me please", "langflow", FLOW_ID, "complete")
+        "stream me please", "replay_langflow", FLOW_ID, "complete")
     assert answer.ttft_ms is not None and answer.latency_ms >= answer.ttft_ms
-    assert langflow.requests[0].headers["x-api-key"] == "sk-test-key-123"
+    assert replay_langflow.requests[0].headers["x-api-key"] == "sk-test-key-123"
 
 
-def test_a_failing_flow_shows_an_error_keeps_the_question_and_retry_works(app_db, langflow):
-    langflow.answer(lambda r: stream_reply(failed_run("The model is overloaded", session_id=r.body["session_id"])))
+def test_a_failing_flow_shows_an_error_keeps_the_question_and_retry_works(app_db, replay_langflow):
+    replay_langflow.answer(lambda r: stream_reply(failed_run("The model is overloaded", session_id=r.body["session_id"])))
     at = ask(logged_in(), "Will this work?")
     assert any("The model is overloaded" in e.value for e in at.error)
     assert [(m.role, m.content, m.status) for m in saved(app_db)] == [
@@ -131,19 +65,19 @@ def test_a_failing_flow_shows_an_error_keeps_the_question_and_retry_works(app_db
     assert [b for b in at.button if b.key == "chat_retry"] == []
 
 
-def test_a_server_error_with_langflows_encoded_detail_is_shown_plainly(app_db, langflow):
-    langflow.answer(json_reply(flow_error_detail("Component OpenAI failed: quota exceeded"), status=500))
+def test_a_server_error_with_replay_langflows_encoded_detail_is_shown_plainly(app_db, replay_langflow):
+    replay_langflow.answer(json_reply(flow_error_detail("Component OpenAI failed: quota exceeded"), status=500))
     at = ask(logged_in(), "hello")
     assert any("quota exceeded" in e.value for e in at.error)
     assert saved(app_db)[0].content == "hello"
 
 
-def test_a_too_long_question_is_refused_and_nothing_is_sent(app_db, langflow, monkeypatch):
+def test_a_too_long_question_is_refused_and_nothing_is_sent(app_db, replay_langflow, monkeypatch):
     monkeypatch.setenv("MAX_MESSAGE_CHARS", "10")
     at = ask(logged_in(), "this question is far too long")
     assert any("the limit is 10" in e.value for e in at.error)
     assert "this question is far too long" in [c.value for c in at.code]
-    assert saved(app_db) == [] and langflow.requests == []
+    assert saved(app_db) == [] and replay_langflow.requests == []
 
 
 def test_thumbs_down_with_a_comment_is_saved(app_db):
@@ -165,7 +99,7 @@ def test_another_user_sees_none_of_alices_conversations(app_db):
 
 
 def test_a_bad_setting_shows_one_clear_page(app_db, monkeypatch):
-    monkeypatch.setenv("LANGFLOW_URL", "http://langflow:7860")
+    monkeypatch.setenv("LANGFLOW_URL", "http://replay_langflow:7860")
     at = AppTest.from_file(ENTRY, default_timeout=30).run()
     assert not at.exception
     assert [t.value for t in at.title] == ["The app is not configured correctly"]
