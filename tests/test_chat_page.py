@@ -46,7 +46,7 @@ def test_a_langflow_answer_is_saved_with_flow_and_timing(app_db, replay_langflow
     ask(logged_in(), "stream me please")
     answer = saved(app_db)[-1]
     assert (answer.content, answer.engine, answer.flow_id, answer.status) == (
-        "stream me please", "replay_langflow", FLOW_ID, "complete")
+        "stream me please", "langflow", FLOW_ID, "complete")
     assert answer.ttft_ms is not None and answer.latency_ms >= answer.ttft_ms
     assert replay_langflow.requests[0].headers["x-api-key"] == "sk-test-key-123"
 
