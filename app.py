@@ -9,11 +9,11 @@ from chatbot import auth, resources
 from chatbot.config import cookie_key
 from chatbot.errors import ChatbotError, ConfigError
 
-st.set_page_config(page_title="Notes chat", page_icon="💬", layout="wide")
+st.set_page_config(page_title="Notes chat", page_icon=":material/forum:", layout="wide")
 HERE = Path(__file__).resolve().parent
 PAGES = [
-    st.Page(HERE / "pages" / "chat.py", title="Chat", icon="💬", url_path="chat", default=True),
-    st.Page(HERE / "pages" / "history.py", title="History", icon="🗂️", url_path="history"),
+    st.Page(HERE / "pages" / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
+    st.Page(HERE / "pages" / "history.py", title="History", icon=":material/history:", url_path="history"),
 ]
 
 
@@ -29,7 +29,7 @@ try:
     db = resources.database(settings.database_url)
 except ConfigError as exc:
     st.title("The app is not configured correctly")
-    st.error(f"Setting **{exc.setting}**: {str(exc).split(': ', 1)[1]}", icon="⚙️")
+    st.error(f"Setting **{exc.setting}**: {str(exc).split(': ', 1)[1]}", icon=":material/settings:")
     st.info("Fix the setting in the environment or in `.streamlit/secrets.toml`, then reload this page.")
     stop()
 except ChatbotError as exc:

@@ -29,16 +29,20 @@ def require_actor() -> Actor:
 def show_error(exc: ChatbotError, *, doing: str) -> None:
     """The one place an error becomes UI: a message to act on, details only in the log."""
     logger.warning("%s failed: %s", doing, exc.detail)
-    st.error(f"{doing[:1].upper()}{doing[1:]} failed. {exc}", icon="⚠️")
+    st.error(f"{doing[:1].upper()}{doing[1:]} failed. {exc}", icon=":material/error:")
+
+
+def duration(ms: int) -> str:
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def message_caption(message) -> str:
-    """'notes · 1.2 s · first token 0.3 s · 51 tokens' for an answer."""
+    """'flow-id · 1.2 s · first token 300 ms · 51 tokens' for an answer."""
     parts = [message.flow_id or message.engine or ""]
     if message.latency_ms is not None:
-        parts.append(f"{message.latency_ms / 1000:.1f} s")
+        parts.append(duration(message.latency_ms))
     if message.ttft_ms is not None:
-        parts.append(f"first token {message.ttft_ms / 1000:.1f} s")
+        parts.append(f"first token {duration(message.ttft_ms)}")
     if message.total_tokens:
         parts.append(f"{message.total_tokens} tokens")
     return " · ".join(p for p in parts if p)
@@ -51,6 +55,6 @@ def message_body(message) -> None:
     elif message.content:
         st.markdown(safe_markdown(message.content))
     if message.status == "error":
-        st.error(f"No answer: {message.error or 'the engine failed.'}", icon="⚠️")
+        st.error(f"No answer: {message.error or 'the engine failed.'}", icon=":material/error:")
     elif message.status == "interrupted":
-        st.warning(f"Interrupted: {message.error or 'the answer did not finish.'}", icon="⏸️")
+        st.warning(f"Interrupted: {message.error or 'the answer did not finish.'}", icon=":material/pause_circle:")

@@ -38,13 +38,18 @@ def current_conversation(conversations) -> int | None:
     return st.session_state["chat_conversation"]
 
 
+def conversation_title(conversations, conversation_id) -> str:
+    titles = {c.id: c.title for c in conversations}
+    return titles.get(conversation_id, "New chat")
+
+
 # -- sidebar: conversations ------------------------------------------------------------
 with db.begin() as session:
     conversations = store.list_conversations(session, actor)
 conversation_id = current_conversation(conversations)
 
 with st.sidebar:
-    st.button("➕ New chat", key="chat_new", on_click=open_conversation, args=(None,), use_container_width=True)
+    st.button("New chat", icon=":material/add:", key="chat_new", on_click=open_conversation, args=(None,), use_container_width=True)
     for c in conversations:
         st.button(
             c.title, key=f"chat_open_{c.id}", on_click=open_conversation, args=(c.id,),
@@ -60,7 +65,7 @@ except ChatbotError as exc:
     ui.show_error(exc, doing="starting the answering engine")
     st.stop()
 
-st.title("Chat")
+st.title(conversation_title(conversations, conversation_id))
 if backend.engine == "notes":
     st.caption(
         f"Answering from your notes in `{settings.notes_dir}`. "
@@ -135,10 +140,10 @@ for m in messages:
 
 last = messages[-1] if messages else None
 if last is not None and last.role == "assistant" and last.status != "complete":
-    retry_clicked = st.button("🔄 Retry", key="chat_retry")
+    retry_clicked = st.button("Retry", icon=":material/refresh:", key="chat_retry")
 elif last is not None and last.role == "user":  # the question was saved but never answered
     st.info("This question has no answer yet.")
-    retry_clicked = st.button("🔄 Retry", key="chat_retry")
+    retry_clicked = st.button("Retry", icon=":material/refresh:", key="chat_retry")
 else:
     retry_clicked = False
 
