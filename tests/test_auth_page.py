@@ -1,0 +1,86 @@
+"""First-admin setup and the login gate through AppTest on the real app.py."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from chatbot import auth, logs, store
+from chatbot import db as database
+from tests.apps import ENTRY, logged_in
+
+COOKIE_KEY = "test-cookie-key-0123456789abcdefghij"
+
+
+@pytest.fixture
+def empty_app(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.delenv("LANGFLOW_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("AUTH_COOKIE_KEY", COOKIE_KEY)
+    st.cache_resource.clear()
+    engine = database.make_engine(url)
+    database.migrate(engine)
+    yield database.session_factory(engine)
+    st.cache_resource.clear()
+    engine.dispose()
+
+
+def fill_setup(at: AppTest, token: str, password="admin-pass-1", repeat=None) -> AppTest:
+    values = {"setup_token": token, "setup_username": "Admin", "setup_name": "The Admin",
+              "setup_password": password, "setup_repeat": repeat or password}
+    for key, value in values.items():
+        at.text_input(key=key).input(value)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_fresh_deployment_asks_for_the_setup_token_printed_in_the_log(empty_app, capsys, monkeypatch):
+    monkeypatch.setattr(logs, "_configured", None)  # log to this test's captured stdout
+    at = AppTest.from_file(ENTRY, default_timeout=30).run()
+    assert [t.value for t in at.title] == ["Create the admin account"]
+    assert len(at.chat_input) == 0
+    assert f"setup token: {auth.setup_token(COOKIE_KEY)}" in capsys.readouterr().out
+    monkeypatch.setattr(logs, "_configured", None)
+
+
+def test_a_wrong_setup_token_creates_nobody(empty_app):
+    at = fill_setup(AppTest.from_file(ENTRY, default_timeout=30).run(), "guessed-token")
+    assert [e.value for e in at.error] == ["The setup token is wrong. Copy it from the server's log."]
+    with empty_app.begin() as session:
+        assert store.count_users(session) == 0
+
+
+def test_the_right_token_creates_the_admin_who_can_then_log_in(empty_app):
+    at = fill_setup(AppTest.from_file(ENTRY, default_timeout=30).run(), auth.setup_token(COOKIE_KEY))
+    assert not at.error
+    with empty_app.begin() as session:
+        admin = store.get_user(session, "admin")
+        assert (admin.role, admin.name) == ("admin", "The Admin")
+    at = logged_in("admin", "admin-pass-1")
+    assert len(at.chat_input) == 1
+    assert any("The Admin" in c.value and "admin" in c.value for c in at.sidebar.caption)
+
+
+def test_mismatched_passwords_create_nobody(empty_app):
+    at = fill_setup(AppTest.from_file(ENTRY, default_timeout=30).run(), auth.setup_token(COOKIE_KEY),
+                    repeat="something-else")
+    assert [e.value for e in at.error] == ["The two passwords differ."]
+    with empty_app.begin() as session:
+        assert store.count_users(session) == 0
+
+
+def test_the_setup_token_depends_on_the_cookie_key():
+    assert auth.setup_token("key-one") != auth.setup_token("key-two")
+    assert auth.setup_token("key-one") == auth.setup_token("key-one")
+
+
+def test_too_many_failed_logins_lock_the_account(app_db, monkeypatch):
+    monkeypatch.setenv("LOGIN_MAX_ATTEMPTS", "2")
+    for _ in range(2):
+        logged_in(password="wrong-password")
+    at = logged_in()  # the right password, too late
+    assert len(at.chat_input) == 0
+    assert any("Maximum number of login attempts exceeded" in e.value for e in at.error)
