@@ -227,7 +227,7 @@ class LangflowClient:
             return _rate_limited(response, detail=detail)
         if status == 500:
             return LangflowFlowError(
-                f"The flow failed: {reason or 'Langflow reported an internal error'}.", detail=detail
+                f"The flow failed: {_sentence(reason or 'Langflow reported an internal error')}", detail=detail
             )
         if status >= 500:
             return LangflowUnavailable(
@@ -242,7 +242,7 @@ class LangflowClient:
                 detail=detail,
             )
         return LangflowRejected(
-            f"Langflow refused the request (HTTP {status}): {reason or 'no reason given'}.", detail=detail
+            f"Langflow refused the request (HTTP {status}): {_sentence(reason or 'no reason given')}", detail=detail
         )
 
     def _auth_message(self, reason: str | None) -> str:
@@ -372,7 +372,7 @@ def _stream_answer(events: Iterator[dict], *, session_id: str) -> Iterator[Token
             messages[str(data.get("id"))] = data
         elif kind == "error":
             raise LangflowFlowError(
-                f"The flow failed: {_event_reason(data)}.", detail=f"error event: {_snippet(data)}"
+                f"The flow failed: {_sentence(_event_reason(data))}", detail=f"error event: {_snippet(data)}"
             )
         elif kind == "end":
             answer = read_answer(
@@ -538,3 +538,9 @@ def _clip(text: str) -> str:
 def _redact(text: str, secret: str) -> str:
     # A key of a few characters would match ordinary words; real Langflow keys are long.
     return text.replace(secret, "[redacted]") if len(secret) >= _MIN_REDACTED else text
+
+
+def _sentence(text: str) -> str:
+    """Langflow's reason as the end of our sentence: one full stop, never two."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."

@@ -1,0 +1,229 @@
+"""A tiny OpenAI-compatible chat server on 127.0.0.1 that Langflow's model component can call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger(__name__)
+
+MODEL = "stub-model"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the stub answers the next requests; set with ``OpenAIStub.configure``."""
+
+    answer: str | None = None  # None: "You said: <last user message>"
+    token_delay: float = 0.0  # seconds before each streamed word (and once per word, non-stream)
+    # Drop the connection after this many words, without [DONE] (non-stream: half the body).
+    cut_after: int | None = None
+    html: bool = False  # answer with an HTML error page (like a proxy in front of the model)
+    html_status: int = 502
+    send_usage: bool = True  # usage in the body / in the final chunk when asked for
+
+
+@dataclass
+class OpenAIStub:
+    """The server plus its behaviour and a log of the requests it received."""
+
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    requests: list[dict] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to give an OpenAI client: ``http://127.0.0.1:<port>/v1``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> OpenAIStub:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.stub = self
+        threading.Thread(target=self._server.serve_forever, name="openai-stub", daemon=True).start()
+        log.info("OpenAI stub listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def configure(self, **changes) -> None:
+        """Change the behaviour, e.g. ``configure(answer="Hi there", token_delay=0.2)``."""
+        self.behaviour = replace(self.behaviour, **changes)
+
+    def reset(self) -> None:
+        """Back to the default behaviour, with an empty request log."""
+        self.behaviour = Behaviour()
+        self.requests.clear()
+
+    def __enter__(self) -> OpenAIStub:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def answer_words(behaviour: Behaviour, messages: list[dict]) -> list[str]:
+    """The answer split into tokens: words, each but the first with its leading space."""
+    text = behaviour.answer
+    if text is None:
+        text = f"You said: {_last_user_text(messages)}"
+    words = text.split(" ")
+    return [words[0], *(" " + word for word in words[1:])]
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    users = [message for message in messages if message.get("role") == "user"]
+    return _content_text(users[-1]) if users else ""
+
+
+def usage_for(messages: list[dict], words: list[str]) -> dict:
+    """Deterministic token counts: one prompt token per word sent, one per word answered."""
+    prompt = sum(len(_content_text(m).split()) for m in messages)
+    return {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+
+
+def _content_text(message: dict) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        return " ".join(part.get("text", "") for part in content)
+    return str(content)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # chunked streams, so that a cut stream is visibly incomplete
+
+    def log_message(self, format, *args):
+        log.debug("stub: " + format, *args)
+
+    @property
+    def stub(self) -> OpenAIStub:
+        return self.server.stub
+
+    def do_GET(self):
+        if self.path.rstrip("/") == "/v1/models":
+            models = [{"id": MODEL, "object": "model", "owned_by": "stub"}]
+            self._send_json(200, {"object": "list", "data": models})
+        else:
+            self._send_not_found()
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_not_found()
+            return
+        self.stub.requests.append(body)
+        behaviour = self.stub.behaviour  # one snapshot per request
+        if behaviour.html:
+            self._send_html(behaviour.html_status)
+        elif body.get("stream"):
+            self._stream(body, behaviour)
+        else:
+            self._complete(body, behaviour)
+
+    def _complete(self, body: dict, behaviour: Behaviour) -> None:
+        messages = body.get("messages", [])
+        words = answer_words(behaviour, messages)
+        time.sleep(behaviour.token_delay * len(words))
+        reply = {
+            **_envelope("chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(words)},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if behaviour.send_usage:
+            reply["usage"] = usage_for(messages, words)
+        if behaviour.cut_after is not None:
+            self._send_truncated(json.dumps(reply).encode())
+        else:
+            self._send_json(200, reply)
+
+    def _stream(self, body: dict, behaviour: Behaviour) -> None:
+        messages = body.get("messages", [])
+        words = answer_words(behaviour, messages)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        envelope = _envelope("chat.completion.chunk")
+        try:
+            self._event({**envelope, "choices": [_delta({"role": "assistant", "content": ""})]})
+            for word in words[: behaviour.cut_after]:  # all of them when cut_after is None
+                time.sleep(behaviour.token_delay)
+                self._event({**envelope, "choices": [_delta({"content": word})]})
+            if behaviour.cut_after is not None:
+                self._cut()
+                return
+            self._event({**envelope, "choices": [_delta({}, finish_reason="stop")]})
+            if behaviour.send_usage and (body.get("stream_options") or {}).get("include_usage"):
+                self._event({**envelope, "choices": [], "usage": usage_for(messages, words)})
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("stub: the caller closed the stream")  # Langflow cancelled the run
+
+    def _event(self, payload: dict) -> None:
+        self._chunk(f"data: {json.dumps(payload)}\n\n".encode())
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _cut(self) -> None:
+        """Drop the connection mid-body: no [DONE], no final zero-length chunk."""
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(2)
+
+    def _send_truncated(self, data: bytes) -> None:
+        """Promise the whole body, send half of it, and drop the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self._cut()
+
+    def _send_not_found(self) -> None:
+        error = {"message": f"no route {self.path}", "type": "invalid_request_error"}
+        self._send_json(404, {"error": error})
+
+    def _send_json(self, status: int, payload: dict) -> None:
+        self._send(status, "application/json", json.dumps(payload).encode())
+
+    def _send_html(self, status: int) -> None:
+        page = f"<html><head><title>{status} Bad Gateway</title></head><body><h1>{status}</h1></body></html>"
+        self._send(status, "text/html", page.encode())
+
+    def _send(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _envelope(kind: str) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": MODEL,
+    }
+
+
+def _delta(delta: dict, *, finish_reason: str | None = None) -> dict:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason}
