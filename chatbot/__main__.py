@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
 from chatbot import db as database
-from chatbot import store
+from chatbot import export, history, store
 from chatbot.config import load_settings, read_secrets_file
 from chatbot.errors import ChatbotError, InputError
 
 EXIT_USAGE = 2
+EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown", "parquet": "Parquet"}
+# The command line runs as the operator: it sees every user's conversations (deleted ones excepted).
+OPERATOR = store.Actor(id=0, username="", role="admin", name="command line")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit 2, like every other error here."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chatbot", description=__doc__)
+    parser = _Parser(prog="python -m chatbot", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     users = commands.add_parser("users", help="manage who can log in").add_subparsers(required=True, metavar="ACTION")
 
@@ -56,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     imports = users.add_parser("import", help="import users from a streamlit-authenticator config.yaml")
     imports.add_argument("config")
     imports.set_defaults(run=_users_import)
+
+    exports = commands.add_parser("export", help="export every user's conversations, or one user's, to a file")
+    exports.add_argument("--format", required=True, choices=list(EXPORT_FORMATS), type=str.lower)
+    exports.add_argument("--user", default="", help="only this user's conversations")
+    exports.add_argument("--since", help="first day, YYYY-MM-DD (UTC)")
+    exports.add_argument("--until", help="last day, YYYY-MM-DD (UTC)")
+    exports.add_argument("--search", default="", help="only conversations with a message matching these words")
+    exports.add_argument("--out", required=True, type=Path, help="the file to write (replaced only when complete)")
+    exports.set_defaults(run=_export)
     return parser
 
 
@@ -124,6 +147,49 @@ def _authenticator_users(path: str) -> dict:
     if not isinstance(users, dict) or not users:
         raise InputError(f"{path} has no credentials.usernames section.")
     return users
+
+
+def _export(args, db) -> int:
+    """Stream the messages to --out; the file appears only once it is complete."""
+    label = EXPORT_FORMATS[args.format]
+    filters = history.HistoryFilter(since=_day(args.since, "--since"), until=_day(args.until, "--until"),
+                                    search=args.search.strip(), user=args.user.strip().lower())
+    with database.readonly_factory(db.kw["bind"]).begin() as session:  # one snapshot, no write lock
+        if filters.user:
+            store.require_user(session, filters.user)
+        rows = history.count_export_rows(session, OPERATOR, filters)
+        if label == "Excel" and rows > export.EXCEL_MAX_ROWS:
+            raise InputError(f"Excel holds at most {export.EXCEL_MAX_ROWS:,} messages and this export has "
+                             f"{rows:,}. Export csv or parquet instead, or narrow it with --since/--until.")
+        written = _write_complete(args.out, lambda out: history.write_export(session, OPERATOR, filters, label, out))
+    print(f"exported {written} messages to {args.out}")
+    return 0
+
+
+def _day(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{option} {text!r} is not a date: use YYYY-MM-DD.") from None
+
+
+def _write_complete(path: Path, write) -> int:
+    """Write through a temporary file next to ``path``, renamed over it only on success."""
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror}.") from None
+    try:
+        with handle:
+            written = write(handle)
+        os.replace(handle.name, path)
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    return written
 
 
 if __name__ == "__main__":

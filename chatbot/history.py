@@ -1,0 +1,668 @@
+"""Past conversations as data: filters, the paged table, transcripts, streamed exports and usage.
+
+Every function takes ``session`` and the acting ``Actor`` and never commits. Analysts see only
+their own conversations, admins everyone's; deleted conversations are hidden from analysts and
+shown to admins only when they ask for them (to purge). Each filter is a predicate on a
+conversation: its activity overlaps the date range, one of its messages matches the search
+(full-text index), it has the owner's 👍 / 👎 or no feedback, one of its answers failed, its
+latest answer came from the engine or flow. Exports and usage also keep only the messages
+sent inside the date range, so monthly exports never overlap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from functools import reduce
+
+import pandas as pd
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    column,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+    table,
+    tuple_,
+    type_coerce,
+)
+from sqlalchemy.orm import Session
+
+from chatbot import export, store
+from chatbot.errors import InputError, NotFoundError
+from chatbot.models import Conversation, Feedback, Message, User
+from chatbot.store import Actor
+
+FEEDBACK_LABELS = {"any": "Any", "up": "👍", "down": "👎", "none": "No feedback"}
+SORT_LABELS = {"updated": "Last activity", "started": "Started", "messages": "Most messages", "title": "Title"}
+# HistoryFilter field -> query parameter; the history page uses these as its widget keys.
+PARAMS = {
+    "since": "history_from", "until": "history_to", "search": "history_search",
+    "feedback": "history_feedback", "errors_only": "history_errors", "engine": "history_engine",
+    "user": "history_user", "deleted": "history_deleted", "sort": "history_sort",
+}  # fmt: skip
+TABLE_COLUMNS = [
+    "id", "title", "owner", "started", "last_activity", "messages",
+    "thumbs_up", "thumbs_down", "last_status", "engine",
+]  # fmt: skip
+PER_USER_COLUMNS = [
+    "user", "conversations", "questions", "answers", "error_rate",
+    "latency_p50_ms", "latency_p95_ms", "thumbs_up", "thumbs_down",
+]  # fmt: skip
+MAX_SEARCH_CHARS = 500
+_FETCH_ROWS = 5_000  # rows turned into Python objects at a time while exporting
+_SORTS = {
+    "updated": (Conversation.updated_at.desc(), Conversation.id.desc()),
+    "started": (Conversation.created_at.desc(), Conversation.id.desc()),
+    "messages": (Conversation.message_count.desc(), Conversation.updated_at.desc(), Conversation.id.desc()),
+    "title": (Conversation.title, Conversation.id.desc()),
+}
+_TERM = re.compile(r'"([^"]*)"|([^\s"]+)')
+_FTS = table("messages_fts", column("rowid"))
+# SQLite only (migration 0003): message id -> conversation id, read from a covering index.
+_HITS = table("message_conversations", column("id"), column("conversation_id"))
+# Inlined, not bound, so SQLite can use the partial index on failed answers (migration 0003).
+_ERROR = literal("error", literal_execute=True)
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What the history page shows: filters and order. Each field has a query parameter (``PARAMS``)."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+    search: str = ""
+    feedback: str = "any"  # a FEEDBACK_LABELS key
+    errors_only: bool = False
+    engine: str = ""  # "" is every engine or flow
+    user: str = ""  # a username; "" is everyone the actor may see
+    deleted: bool = False  # admins: deleted conversations only (to purge them)
+    sort: str = "updated"  # a SORT_LABELS key
+
+    def __post_init__(self) -> None:
+        if self.feedback not in FEEDBACK_LABELS:
+            raise InputError(f"Unknown feedback filter {self.feedback!r}: use one of {', '.join(FEEDBACK_LABELS)}.")
+        if self.sort not in SORT_LABELS:
+            raise InputError(f"Unknown order {self.sort!r}: use one of {', '.join(SORT_LABELS)}.")
+        if self.since and self.until and self.since > self.until:
+            raise InputError("The start date is after the end date.")
+        if len(self.search) > MAX_SEARCH_CHARS:
+            raise InputError(f"The search is too long (at most {MAX_SEARCH_CHARS} characters).")
+
+    @classmethod
+    def from_query_params(cls, params: Mapping[str, str | list[str]]) -> HistoryFilter:
+        """The filter a shared link describes; a value that does not parse is left at its default."""
+        values = {}
+        for name, key in PARAMS.items():
+            raw = params.get(key)
+            raw = raw[-1] if isinstance(raw, list) and raw else raw
+            if isinstance(raw, str) and raw.strip():
+                parsed = _parse_param(name, raw.strip())
+                if parsed is not None:
+                    values[name] = parsed
+        return cls(**values)
+
+    def to_query_params(self) -> dict[str, str]:
+        """The query parameters of this filter, written as the page's widgets write them; defaults left out."""
+        default = HistoryFilter()
+        return {
+            key: _format_param(name, getattr(self, name))
+            for name, key in PARAMS.items()
+            if getattr(self, name) != getattr(default, name)
+        }
+
+    def describe(self) -> str:
+        """'user=bob, search=churn' (the audit log's record of what an admin exported)."""
+        default = HistoryFilter()
+        parts = [
+            f"{field.name}={_format_param(field.name, getattr(self, field.name))}"
+            for field in fields(self)
+            if field.name != "sort" and getattr(self, field.name) != getattr(default, field.name)
+        ]
+        return ", ".join(parts) or "all conversations"
+
+
+def _parse_param(name: str, raw: str):
+    if name in ("since", "until"):
+        try:
+            return dt.date.fromisoformat(raw)
+        except ValueError:
+            return None
+    if name in ("errors_only", "deleted"):
+        return raw.lower() in ("true", "1", "yes")
+    if name in ("feedback", "sort"):
+        labels = FEEDBACK_LABELS if name == "feedback" else SORT_LABELS
+        return raw if raw in labels else next((code for code, label in labels.items() if label == raw), None)
+    return raw
+
+
+def _format_param(name: str, value) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name in ("feedback", "sort"):
+        return (FEEDBACK_LABELS if name == "feedback" else SORT_LABELS)[value]
+    return str(value)
+
+
+# -- which conversations -----------------------------------------------------------------
+
+
+def search_terms(text: str) -> list[str]:
+    """The words and "quoted phrases" of a search, each reduced to its word characters."""
+    terms = (quoted or word for quoted, word in _TERM.findall(text))
+    return [" ".join(words) for words in (re.findall(r"\w+", term) for term in terms) if words]
+
+
+def _found_conversations(dialect: str, text: str):
+    """The ids of conversations with a message that has every term (None when the search has no words).
+
+    FTS5 on SQLite, the tsvector GIN index on PostgreSQL; uncorrelated on purpose, so the
+    index is read once, not once per conversation.
+    """
+    terms = search_terms(text)
+    if not terms:
+        return None
+    if dialect == "sqlite":
+        match = literal_column("messages_fts").op("MATCH")(" ".join(f'"{term}"' for term in terms))
+        found = select(_HITS.c.conversation_id).select_from(_FTS).join(_HITS, _HITS.c.id == _FTS.c.rowid)
+        return found.where(match).distinct()
+    english = literal_column("'english'::regconfig")
+    tsquery = reduce(lambda a, b: a.op("&&")(b), (func.phraseto_tsquery(english, term) for term in terms))
+    return select(Message.conversation_id).where(literal_column("messages.content_tsv").op("@@")(tsquery)).distinct()
+
+
+def _start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def _end(day: dt.date) -> dt.datetime:
+    return _start(day + dt.timedelta(days=1))
+
+
+def _owner_feedback(score: int | None) -> ColumnElement[bool]:
+    """Conversations whose owner rated an answer (with ``score``, if given).
+
+    Uncorrelated (conversation, user) pairs: feedback is sparse, so reading it once beats
+    probing every message of every conversation.
+    """
+    rated = select(Message.conversation_id, Feedback.user_id).join(Message, Message.id == Feedback.message_id)
+    rated = rated if score is None else rated.where(Feedback.score == score)
+    return tuple_(Conversation.id, Conversation.owner_id).in_(rated)
+
+
+def _conversation_filters(
+    dialect: str, actor: Actor, filters: HistoryFilter, *, search: bool = True, deleted_index: bool = True
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses on Conversation: the actor's scope, then each filter (the search unless told not to).
+
+    Without ``deleted_index`` the deleted test takes a form no index serves. SQLite has no
+    statistics here and takes ``deleted = 0`` for a selective index: it would walk every
+    conversation by it (and sort a whole export) instead of starting from the search hits
+    or reading messages in the export's order.
+    """
+    deleted = filters.deleted and actor.is_admin  # deleted conversations are gone for their owner
+    clauses = [Conversation.deleted.is_(deleted) if deleted_index else Conversation.deleted.is_not(not deleted)]
+    if not actor.is_admin:
+        clauses += [Conversation.owner_id == actor.id] + ([false()] if filters.deleted else [])
+    if filters.user:
+        owner = select(User.id).where(User.username == filters.user.strip().lower()).scalar_subquery()
+        clauses.append(Conversation.owner_id == owner)
+    if filters.since:
+        clauses.append(Conversation.updated_at >= _start(filters.since))
+    if filters.until:
+        clauses.append(Conversation.created_at < _end(filters.until))
+    if filters.engine:
+        clauses.append(Conversation.last_engine == filters.engine)
+    if filters.errors_only:
+        failed = select(Message.id).where(Message.conversation_id == Conversation.id, Message.status == _ERROR)
+        clauses.append(failed.exists())
+    if filters.feedback != "any":
+        clauses.append({"up": _owner_feedback(1), "down": _owner_feedback(0), "none": ~_owner_feedback(None)}[filters.feedback])
+    if filters.search.strip() and search:
+        found = _found_conversations(dialect, filters.search)
+        clauses.append(false() if found is None else Conversation.id.in_(found))
+    return clauses
+
+
+def _message_filters(
+    dialect: str, actor: Actor, filters: HistoryFilter, *, deleted_index: bool = True
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses on Message joined to Conversation: the conversations, then the date range."""
+    clauses = _conversation_filters(dialect, actor, filters, deleted_index=deleted_index)
+    if filters.since:
+        clauses.append(Message.created_at >= _start(filters.since))
+    if filters.until:
+        clauses.append(Message.created_at < _end(filters.until))
+    return clauses
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _utc(times: pd.Series) -> pd.Series:
+    """Times (datetimes or text) as UTC; SQLite's have no zone and are UTC already."""
+    return pd.to_datetime(times, utc=True)
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def list_history(
+    session: Session, actor: Actor, filters: HistoryFilter, *, page: int, page_size: int = 50
+) -> tuple[pd.DataFrame, int]:
+    """One page (0-based) of matching conversations with ``TABLE_COLUMNS``, and how many match."""
+    dialect, offset = _dialect(session), max(page, 0) * page_size
+    if filters.search.strip():
+        ids, total = _searched_page(session, dialect, actor, filters, offset=offset, limit=page_size)
+    else:
+        where = _conversation_filters(dialect, actor, filters)
+        total = session.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0
+        query = select(Conversation.id).where(*where).order_by(*_SORTS[filters.sort])
+        ids = list(session.scalars(query.limit(page_size).offset(offset)))
+    return _table(session, ids, filters.sort), total
+
+
+def _searched_page(session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int):
+    """The page's ids and the count, in one statement that starts from the full-text hits.
+
+    The index is read once, and only the conversations it found are looked at.
+    """
+    found = _found_conversations(dialect, filters.search)
+    if found is None:
+        return [], 0
+    found = found.subquery()
+    where = _conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
+    query = (
+        select(Conversation.id, func.count().over()).select_from(found)
+        .join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
+        .order_by(*_SORTS[filters.sort]).limit(limit).offset(offset)
+    )
+    rows = session.execute(query).all()
+    if rows or not offset:
+        return [row[0] for row in rows], rows[0][1] if rows else 0
+    count = select(func.count()).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id)
+    return [], session.scalar(count.where(*where)) or 0  # a page past the end
+
+
+def _table(session: Session, ids: list[int], sort: str) -> pd.DataFrame:
+    """The table rows of these conversations (already scoped), in the page's order."""
+    query = (
+        select(
+            Conversation.id, Conversation.title, User.username, Conversation.created_at,
+            Conversation.updated_at, Conversation.message_count, Conversation.last_status, Conversation.last_engine,
+        )
+        .join(User, User.id == Conversation.owner_id)
+        .where(Conversation.id.in_(ids)).order_by(*_SORTS[sort])
+    )  # fmt: skip
+    names = ["id", "title", "owner", "started", "last_activity", "messages", "last_status", "engine"]
+    rows = session.execute(query).all() if ids else []
+    columns = {name: list(values) for name, values in zip(names, zip(*rows))} if rows else dict.fromkeys(names, [])
+    votes = _feedback_counts(session, ids)
+    columns["thumbs_up"] = [votes.get(cid, (0, 0))[0] for cid in columns["id"]]
+    columns["thumbs_down"] = [votes.get(cid, (0, 0))[1] for cid in columns["id"]]
+    for name in ("started", "last_activity"):
+        columns[name] = _utc(pd.Series(columns[name], dtype=object))
+    return pd.DataFrame({name: columns[name] for name in TABLE_COLUMNS})
+
+
+def _feedback_counts(session: Session, conversation_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(👍, 👎) given by each conversation's owner; the ids come from an already scoped query."""
+    if not conversation_ids:
+        return {}
+    query = (
+        select(
+            Message.conversation_id,
+            func.sum(case((Feedback.score == 1, 1), else_=0)),
+            func.sum(case((Feedback.score == 0, 1), else_=0)),
+        )
+        .join(Message, Message.id == Feedback.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.conversation_id.in_(conversation_ids), Feedback.user_id == Conversation.owner_id)
+        .group_by(Message.conversation_id)
+    )
+    return {cid: (int(up), int(down)) for cid, up, down in session.execute(query)}
+
+
+def engines(session: Session, actor: Actor) -> list[str]:
+    """The engines and flows that answered in the actor's conversations (the filter's options)."""
+    query = select(Conversation.last_engine).distinct().where(Conversation.last_engine.is_not(None))
+    if not actor.is_admin:
+        query = query.where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+    return sorted(session.scalars(query))
+
+
+# -- one conversation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranscriptMessage:
+    """One message with its owner's feedback; attribute names as on ``models.Message``."""
+
+    id: int
+    role: str
+    content: str
+    created_at: dt.datetime
+    status: str
+    error: str | None
+    engine: str | None
+    flow_id: str | None
+    latency_ms: int | None
+    ttft_ms: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    feedback_score: int | None
+    feedback_comment: str | None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A whole conversation as the transcript view shows and exports it."""
+
+    id: int
+    title: str
+    owner: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted: bool
+    messages: tuple[TranscriptMessage, ...]
+
+    def rows(self) -> list[dict]:
+        """The messages as export rows (keys as in ``export.EXPORT_COLUMNS``)."""
+        common = {"conversation_id": str(self.id), "conversation_title": self.title, "username": self.owner}
+        rows = (common | asdict(m) | {"message_id": m.id} for m in self.messages)
+        return [{name: row[name] for name in export.EXPORT_COLUMNS} for row in rows]
+
+    def markdown(self) -> str:
+        return export.conversation_markdown(self.title, self.rows())
+
+    def json(self) -> str:
+        return export.conversation_json(self.title, self.rows())
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def transcript(session: Session, actor: Actor, conversation_id: int) -> Transcript:
+    """A conversation with every message and its owner's feedback.
+
+    Admins may read anyone's, deleted ones included; reading another user's is audited ("view").
+    """
+    query = select(Conversation, User.username).join(User, User.id == Conversation.owner_id)
+    query = query.where(Conversation.id == conversation_id)
+    if not actor.is_admin:
+        query = query.where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+    found = session.execute(query).one_or_none()
+    if found is None:
+        raise NotFoundError("This conversation does not exist or was deleted.")
+    conversation, owner = found
+    if conversation.owner_id != actor.id:
+        store.audit(session, actor, "view", f"conversation {conversation_id}")
+    return Transcript(
+        id=conversation.id, title=conversation.title, owner=owner,
+        created_at=_aware(conversation.created_at), updated_at=_aware(conversation.updated_at),
+        deleted=conversation.deleted, messages=tuple(_transcript_messages(session, conversation)),
+    )
+
+
+def _transcript_messages(session: Session, conversation: Conversation) -> Iterator[TranscriptMessage]:
+    query = (
+        select(Message, Feedback.score, Feedback.comment)
+        .outerjoin(Feedback, and_(Feedback.message_id == Message.id, Feedback.user_id == conversation.owner_id))
+        .where(Message.conversation_id == conversation.id).order_by(Message.id)
+    )
+    names = [f.name for f in fields(TranscriptMessage)][:-2]
+    for message, score, comment in session.execute(query):
+        values = {name: getattr(message, name) for name in names}
+        values["created_at"] = _aware(message.created_at)
+        yield TranscriptMessage(**values, feedback_score=score, feedback_comment=comment)
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def _export_query(dialect: str, actor: Actor, filters: HistoryFilter):
+    # Times travel as UTC text: pandas parses a chunk of text far faster than it converts
+    # datetime objects one by one (SQLite stores the text already).
+    if dialect == "sqlite":
+        created_at = type_coerce(Message.created_at, String)
+    else:
+        created_at = func.to_char(func.timezone("UTC", Message.created_at), "YYYY-MM-DD HH24:MI:SS.US")
+    return (
+        select(
+            Conversation.id, Conversation.title, User.username, Message.id, Message.role,
+            Message.content, created_at, Message.status, Message.error, Message.latency_ms,
+            Message.ttft_ms, Message.engine, Message.flow_id, Message.input_tokens,
+            Message.output_tokens, Feedback.score, Feedback.comment,
+        )
+        .select_from(Conversation)
+        .join(User, User.id == Conversation.owner_id)
+        .join(Message, Message.conversation_id == Conversation.id)
+        .outerjoin(Feedback, and_(Feedback.message_id == Message.id, Feedback.user_id == Conversation.owner_id))
+        .where(*_message_filters(dialect, actor, filters, deleted_index=False))
+        .order_by(Message.conversation_id, Message.id)
+    )
+
+
+def iter_export_frames(
+    session: Session, actor: Actor, filters: HistoryFilter, *, chunk_size: int = 50_000
+) -> Iterator[pd.DataFrame]:
+    """The matching messages, one row each with exactly ``export.EXPORT_COLUMNS``, in chunks of at
+    most ``chunk_size`` rows, ordered by conversation, then message.
+
+    Rows stream from the database (a server-side cursor on PostgreSQL) a few thousand at a time
+    and become compact columns at once, so memory follows the chunk's text, not Python's per-row
+    objects. Use a read-only session for long exports, and call ``record_export`` first in a
+    write transaction.
+    """
+    query = _export_query(_dialect(session), actor, filters)
+    fetch = min(chunk_size, _FETCH_ROWS)
+    # Core rows, not ORM ones: a third less work per row, and nothing here needs the ORM.
+    result = session.connection().execute(query.execution_options(stream_results=True, yield_per=fetch))
+    pending, size = [], 0
+    for rows in result.partitions():
+        if pending and size + len(rows) > chunk_size:
+            yield _joined_frames(pending)
+            pending, size = [], 0
+        pending.append(_export_frame(rows))
+        size += len(rows)
+    if pending:
+        yield _joined_frames(pending)
+
+
+def _export_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(map(tuple, rows), columns=export.EXPORT_COLUMNS, coerce_float=False)
+    frame["conversation_id"] = frame["conversation_id"].astype(str)
+    frame["created_at"] = _utc(frame["created_at"])
+    return frame
+
+
+def _joined_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def count_export_rows(session: Session, actor: Actor, filters: HistoryFilter) -> int:
+    """How many messages an export of ``filters`` writes (the conversations' counters, when no dates)."""
+    dialect = _dialect(session)
+    if filters.since is None and filters.until is None:
+        where = _conversation_filters(dialect, actor, filters)
+        return session.scalar(select(func.coalesce(func.sum(Conversation.message_count), 0)).where(*where)) or 0
+    query = select(func.count()).select_from(Message).join(Conversation, Conversation.id == Message.conversation_id)
+    return session.scalar(query.where(*_message_filters(dialect, actor, filters))) or 0
+
+
+def record_export(session: Session, actor: Actor, filters: HistoryFilter) -> bool:
+    """Audit an admin's export that may hold other users' messages; True when it was recorded."""
+    if not actor.is_admin or filters.user.strip().lower() == actor.username:
+        return False
+    store.audit(session, actor, "export", filters.describe())
+    return True
+
+
+def write_export(session: Session, actor: Actor, filters: HistoryFilter, label: str, out) -> int:
+    """Stream the matching messages into ``out`` in the format ``label`` (an ``export.FORMATS`` key)."""
+    try:
+        writer = export.FORMATS[label].writer
+    except KeyError:
+        raise InputError(f"Unknown export format {label!r}: use one of {', '.join(export.FORMATS)}.") from None
+    return writer(iter_export_frames(session, actor, filters), out)
+
+
+# -- usage -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Usage of a filtered set. Answers are assistant messages; latency and time to first token
+    count completed answers; 👍 / 👎 are the owners' ratings; rates are shares of answers."""
+
+    per_day: pd.DataFrame  # day, questions: every day from the first question to the last
+    questions: int
+    answers: int
+    errors: int
+    thumbs_up: int
+    thumbs_down: int
+    latency_p50_ms: int | None
+    latency_p95_ms: int | None
+    ttft_p50_ms: int | None
+    ttft_p95_ms: int | None
+    per_user: pd.DataFrame | None  # PER_USER_COLUMNS, admins only
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.answers if self.answers else None
+
+    @property
+    def thumbs_up_rate(self) -> float | None:
+        return self.thumbs_up / self.answers if self.answers else None
+
+    @property
+    def thumbs_down_rate(self) -> float | None:
+        return self.thumbs_down / self.answers if self.answers else None
+
+
+def usage(session: Session, actor: Actor, filters: HistoryFilter) -> Usage:
+    """Questions per day, answer latency and time to first token (p50, p95), errors and 👍 / 👎.
+
+    SQL does the heavy lifting, in few passes over the messages: counts per user and day, and
+    how often each latency occurs (exact nearest-rank percentiles follow from that). Admins
+    also get a per-user breakdown.
+    """
+    dialect = _dialect(session)
+    where = _message_filters(dialect, actor, filters)
+    counts = _daily_counts(session, dialect, where)
+    totals = counts[_COUNTS].sum()
+    latency = _percentiles(_histogram(session, where, Message.latency_ms))
+    ttft = _percentiles(_histogram(session, where, Message.ttft_ms))
+    return Usage(
+        per_day=_per_day(counts), questions=int(totals["questions"]), answers=int(totals["answers"]),
+        errors=int(totals["errors"]), thumbs_up=int(totals["thumbs_up"]), thumbs_down=int(totals["thumbs_down"]),
+        latency_p50_ms=latency[0], latency_p95_ms=latency[1], ttft_p50_ms=ttft[0], ttft_p95_ms=ttft[1],
+        per_user=_per_user(session, dialect, actor, filters, counts) if actor.is_admin else None,
+    )
+
+
+_COUNTS = ["questions", "answers", "errors", "thumbs_up", "thumbs_down"]
+
+
+def _count_when(condition) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _answers(*columns):
+    """Completed answers joined to their conversation (for the WHERE clauses)."""
+    return (
+        select(*columns).select_from(Message).join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.role == "assistant", Message.status == "complete")
+    )
+
+
+def _daily_counts(session: Session, dialect: str, where) -> pd.DataFrame:
+    """One row per owner and UTC day: owner_id, day and the ``_COUNTS``."""
+    day = func.date(Message.created_at if dialect == "sqlite" else func.timezone("UTC", Message.created_at))
+    answer = Message.role == "assistant"
+    query = (
+        select(
+            Conversation.owner_id, day, _count_when(Message.role == "user"), _count_when(answer),
+            _count_when(and_(answer, Message.status == "error")), _count_when(Feedback.score == 1),
+            _count_when(Feedback.score == 0),
+        )
+        .select_from(Message).join(Conversation, Conversation.id == Message.conversation_id)
+        .outerjoin(Feedback, and_(Feedback.message_id == Message.id, Feedback.user_id == Conversation.owner_id))
+        .where(*where).group_by(Conversation.owner_id, day)
+    )  # fmt: skip
+    frame = pd.DataFrame(session.execute(query).all(), columns=["owner_id", "day", *_COUNTS])
+    frame["day"] = pd.to_datetime(frame["day"].astype(str))
+    return frame.astype({name: "int64" for name in ["owner_id", *_COUNTS]})
+
+
+def _histogram(session: Session, where, value) -> list[tuple[int, int]]:
+    """(value, how many completed answers had it), smallest first."""
+    query = _answers(value, func.count()).where(*where, value.is_not(None)).group_by(value).order_by(value)
+    return [(v, n) for v, n in session.execute(query)]
+
+
+def _percentiles(histogram: list[tuple[int, int]], percents=(50, 95)) -> tuple[int | None, ...]:
+    """Nearest-rank percentiles: the smallest value with at least p% of the answers at or below it."""
+    total = sum(n for _, n in histogram)
+    return tuple(_at_rank(histogram, (total * p + 99) // 100) if total else None for p in percents)
+
+
+def _at_rank(histogram: list[tuple[int, int]], rank: int) -> int:
+    seen = 0
+    for value, n in histogram:
+        seen += n
+        if seen >= rank:
+            return value
+    raise ValueError(f"rank {rank} is past the last value")
+
+
+def _per_day(counts: pd.DataFrame) -> pd.DataFrame:
+    """Questions per UTC day, with the days that had none."""
+    daily = counts.groupby("day")["questions"].sum()
+    days = pd.date_range(daily.index.min(), daily.index.max(), freq="D") if len(daily) else pd.DatetimeIndex([])
+    questions = daily.reindex(days, fill_value=0).astype("int64")
+    return pd.DataFrame({"day": days, "questions": questions.to_numpy()})
+
+
+def _per_user(session: Session, dialect: str, actor: Actor, filters: HistoryFilter, counts: pd.DataFrame) -> pd.DataFrame:
+    """PER_USER_COLUMNS, one row per user with messages in the set, by username."""
+    totals = counts.groupby("owner_id")[_COUNTS].sum()
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(totals.index.tolist()))).all())
+    started = select(Conversation.owner_id, func.count()).where(*_conversation_filters(dialect, actor, filters))
+    conversations = dict(session.execute(started.group_by(Conversation.owner_id)).all())
+    latency = _user_percentiles(session, _message_filters(dialect, actor, filters))
+    rows = [
+        [names[owner], conversations.get(owner, 0), row.questions, row.answers,
+         row.errors / row.answers if row.answers else None, *latency.get(owner, (None, None)),
+         row.thumbs_up, row.thumbs_down]
+        for owner, row in totals.iterrows()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=PER_USER_COLUMNS).sort_values("user", ignore_index=True)
+
+
+def _user_percentiles(session: Session, where) -> dict[int, tuple]:
+    """Each owner's nearest-rank p50 and p95 answer latency, by window functions (both databases)."""
+    value = Message.latency_ms
+    ranked = _answers(
+        Conversation.owner_id.label("owner"), value.label("value"),
+        func.row_number().over(partition_by=Conversation.owner_id, order_by=value).label("rank"),
+        func.count().over(partition_by=Conversation.owner_id).label("n"),
+    ).where(*where, value.is_not(None)).subquery()
+
+    def at(percent: int):
+        return func.min(case((ranked.c.rank * 100 >= ranked.c.n * percent, ranked.c.value)))
+
+    query = select(ranked.c.owner, at(50), at(95)).group_by(ranked.c.owner)
+    return {owner: (p50, p95) for owner, p50, p95 in session.execute(query)}

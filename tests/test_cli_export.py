@@ -1,0 +1,165 @@
+"""python -m chatbot export: every format written to a real file and read back, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from chatbot import export, store
+from chatbot.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def chats(db, users, database_url, monkeypatch) -> dict[str, int]:
+    """alice: 'Sales' on May 1 (👍) and 'Churn' on May 3; bob: '=Forecast' on May 2; one of bob's deleted."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    now = {"t": MAY}
+    monkeypatch.setattr(store, "utcnow", lambda: now["t"])
+
+    def converse(actor, title, day, question, answer, feedback=None):
+        now["t"] = MAY + dt.timedelta(days=day)
+        with db.begin() as session:
+            conversation = store.create_conversation(session, actor, title=title)
+            conversation.created_at = now["t"]
+            store.append_message(session, actor, conversation.id, role="user", content=question)
+            now["t"] += dt.timedelta(minutes=1)
+            message = store.append_message(session, actor, conversation.id, role="assistant", content=answer,
+                                           engine="notes", latency_ms=900, ttft_ms=90)
+            if feedback:
+                store.set_feedback(session, actor, message.id, score=feedback[0], comment=feedback[1])
+            return conversation.id
+
+    ids = {
+        "sales": converse(users["alice"], "Sales", 0, "What were Q3 sales?", "1.2M.", feedback=(1, "good")),
+        "churn": converse(users["alice"], "Churn", 2, "Churn by region?", "4% in the north."),
+        "forecast": converse(users["bob"], "=Forecast", 1, "=1+1 forecast", "Flat."),
+        "gone": converse(users["bob"], "Deleted", 1, "secret", "hidden"),
+    }
+    with db.begin() as session:
+        store.delete_conversation(session, users["bob"], ids["gone"])
+    return ids
+
+
+def run(*args: str) -> int:
+    return main(["export", *args])
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """Where exports go (tmp_path also holds the SQLite database)."""
+    path = tmp_path / "exports"
+    path.mkdir()
+    return path
+
+
+def read_rows(path: Path, fmt: str) -> pd.DataFrame:
+    if fmt == "csv":
+        return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    if fmt == "json":
+        return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")), dtype=str)
+    if fmt == "parquet":
+        return pq.read_table(path).to_pandas().astype(str)
+    header, *body = openpyxl.load_workbook(path).worksheets[0].iter_rows(values_only=True)
+    return pd.DataFrame(body, columns=header).astype(str)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "json", "parquet"])
+def test_export_writes_every_message_in_order_and_reads_back(chats, tmp_path, capsys, fmt):
+    out = tmp_path / f"all.{fmt}"
+    assert run("--format", fmt, "--out", str(out)) == 0
+    assert capsys.readouterr().out == f"exported 6 messages to {out}\n"
+    rows = read_rows(out, fmt)
+    assert list(rows.columns) == export.EXPORT_COLUMNS
+    forecast = "'=Forecast" if fmt in ("csv", "xlsx") else "=Forecast"  # spreadsheets never see a formula
+    assert list(zip(rows["conversation_title"], rows["role"])) == [
+        ("Sales", "user"), ("Sales", "assistant"), ("Churn", "user"), ("Churn", "assistant"),
+        (forecast, "user"), (forecast, "assistant"),
+    ]
+    assert rows["username"].tolist() == ["alice", "alice", "alice", "alice", "bob", "bob"]
+    assert rows["feedback_comment"].tolist()[1] == "good"
+
+
+def test_markdown_export_is_one_transcript_per_conversation(chats, tmp_path):
+    out = tmp_path / "all.md"
+    assert run("--format", "MD", "--out", str(out)) == 0
+    text = out.read_text(encoding="utf-8")
+    assert [line for line in text.splitlines() if line.startswith("# ")] == ["# Sales", "# Churn", "# =Forecast"]
+    assert "Feedback: 👍 “good”" in text and "hidden" not in text
+
+
+def test_user_dates_and_search_narrow_the_export(chats, tmp_path):
+    out = tmp_path / "some.json"
+    assert run("--format", "json", "--user", "Alice", "--since", "2024-05-02", "--out", str(out)) == 0
+    assert [r["content"] for r in json.loads(out.read_text())] == ["Churn by region?", "4% in the north."]
+    assert run("--format", "json", "--until", "2024-05-02", "--search", "forecast", "--out", str(out)) == 0
+    assert [r["conversation_title"] for r in json.loads(out.read_text())] == ["=Forecast", "=Forecast"]
+    assert run("--format", "json", "--search", "nothing-like-this", "--out", str(out)) == 0
+    assert json.loads(out.read_text()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "csv", "--user", "nobody"], "error: No user 'nobody'.\n"),
+        (["--format", "csv", "--since", "May 1st"], "error: --since 'May 1st' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--since", "2024-05-03", "--until", "2024-05-01"],
+         "error: The start date is after the end date.\n"),
+        (["--format", "pdf"], "error: argument --format: invalid choice: 'pdf' (choose from 'csv', 'xlsx', 'json', "
+                              "'md', 'parquet') (see python -m chatbot export --help)\n"),
+    ],
+)
+def test_mistakes_print_one_line_exit_2_and_write_nothing(chats, folder, capsys, args, message):
+    out = folder / "never.csv"
+    try:
+        code = run(*args, "--out", str(out))
+    except SystemExit as exit_:  # argparse's own mistakes
+        code = exit_.code
+    assert (code, capsys.readouterr().err) == (2, message)
+    assert list(folder.iterdir()) == []
+
+
+def test_excel_past_its_row_limit_is_refused_and_leaves_no_file(chats, folder, capsys, monkeypatch):
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 5)
+    out = folder / "big.xlsx"
+    assert run("--format", "xlsx", "--out", str(out)) == 2
+    assert capsys.readouterr().err == (
+        "error: Excel holds at most 5 messages and this export has 6. "
+        "Export csv or parquet instead, or narrow it with --since/--until.\n"
+    )
+    assert list(folder.iterdir()) == []
+
+
+def test_a_folder_that_does_not_exist_is_one_line(chats, tmp_path, capsys):
+    assert run("--format", "csv", "--out", str(tmp_path / "missing" / "x.csv")) == 2
+    assert capsys.readouterr().err.startswith(f"error: Cannot write {tmp_path / 'missing' / 'x.csv'}: ")
+
+
+def test_a_failed_export_keeps_the_previous_file(chats, folder, monkeypatch):
+    out = folder / "keep.xlsx"
+    out.write_text("previous export")
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 5)
+    assert run("--format", "xlsx", "--out", str(out)) == 2
+    assert out.read_text() == "previous export"
+    assert list(folder.iterdir()) == [out]
+
+
+def test_python_m_chatbot_export_runs_as_a_command(chats, database_url, tmp_path):
+    out = tmp_path / "all.parquet"
+    result = subprocess.run(
+        [sys.executable, "-m", "chatbot", "export", "--format", "parquet", "--user", "bob", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url}, timeout=120,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"exported 2 messages to {out}\n", "")
+    assert pq.read_table(out).column("content").to_pylist() == ["=1+1 forecast", "Flat."]

@@ -1,0 +1,523 @@
+"""History queries on a real SQLite file and a real PostgreSQL schema: every filter, search, export and usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from chatbot import db as database
+from chatbot import history, store
+from chatbot.errors import InputError, NotFoundError
+from chatbot.export import EXPORT_COLUMNS
+from chatbot.history import HistoryFilter
+from chatbot.models import Feedback
+
+UTC = dt.UTC
+MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+EVERYTHING = HistoryFilter()
+
+
+class Clock:
+    """What store.utcnow returns: the tests decide when each message was sent."""
+
+    def __init__(self) -> None:
+        self.now = MAY
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(store, "utcnow", clock)
+    return clock
+
+
+def converse(db, clock, actor, title, when, turns) -> int:
+    """A conversation started at ``when``: each turn is a question and its answer, a minute apart.
+
+    A turn is ``(question, answer, fields)``; fields may hold status, error, latency_ms,
+    ttft_ms, engine, flow_id and ``feedback`` = (score, comment).
+    """
+    with db.begin() as session:
+        conversation = store.create_conversation(session, actor, title=title)
+        conversation.created_at = when
+        for i, (question, answer, fields) in enumerate(turns):
+            fields = dict(fields)
+            feedback = fields.pop("feedback", None)
+            fields.setdefault("engine", "notes")
+            clock.now = when + dt.timedelta(minutes=2 * i)
+            store.append_message(session, actor, conversation.id, role="user", content=question)
+            clock.now = when + dt.timedelta(minutes=2 * i + 1)
+            message = store.append_message(session, actor, conversation.id, role="assistant", content=answer, **fields)
+            if feedback:
+                store.set_feedback(session, actor, message.id, score=feedback[0], comment=feedback[1])
+        return conversation.id
+
+
+@pytest.fixture
+def seeded(db, users, clock) -> dict[str, int]:
+    """alice: three conversations (👍, an error then 👎, nothing); bob and root one each."""
+    alice, bob, root = users["alice"], users["bob"], users["root"]
+    ids = {
+        "sales": converse(db, clock, alice, "Quarterly sales", MAY, [
+            ("What were Q3 sales?", "Q3 sales were **1.2M**.",
+             {"latency_ms": 1000, "ttft_ms": 100, "feedback": (1, "great")}),
+        ]),
+        "churn": converse(db, clock, alice, "Churn dashboard", MAY + dt.timedelta(days=2), [
+            ("Show churn by region", "", {"status": "error", "error": "Langflow timed out.",
+                                          "latency_ms": 5000, "engine": "langflow", "flow_id": "flow-9"}),
+            ("Show churn by region again", "Churn is 4% in the north.",
+             {"latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9",
+              "feedback": (0, "wrong region")}),
+        ]),
+        "vacuum": converse(db, clock, alice, "Vacuum tips", MAY + dt.timedelta(days=9), [
+            ("How do I vacuum postgres?", "Run VACUUM ANALYZE.", {"latency_ms": 2000, "ttft_ms": 200}),
+        ]),
+        "bob": converse(db, clock, bob, "Forecast for bob", MAY + dt.timedelta(days=1), [
+            ("What is the sales forecast?", "The forecast is flat.",
+             {"latency_ms": 4000, "ttft_ms": 400, "engine": "langflow", "flow_id": "flow-bob",
+              "feedback": (1, None)}),
+        ]),
+        "root": converse(db, clock, root, "Admin checks", MAY + dt.timedelta(days=4), [
+            ("Are backups running?", "Yes.", {"latency_ms": 500, "ttft_ms": 50}),
+        ]),
+    }
+    return ids
+
+
+def titles(db, actor, filters=EVERYTHING, **kwargs) -> list[str]:
+    with db.begin() as session:
+        frame, _ = history.list_history(session, actor, filters, page=0, **kwargs)
+    return frame["title"].tolist()
+
+
+def total(db, actor, filters=EVERYTHING) -> int:
+    with db.begin() as session:
+        return history.list_history(session, actor, filters, page=0)[1]
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def test_analyst_sees_only_own_conversations_by_last_activity(db, users, seeded):
+    assert titles(db, users["alice"]) == ["Vacuum tips", "Churn dashboard", "Quarterly sales"]
+    assert total(db, users["alice"]) == 3
+
+
+def test_admin_sees_every_conversation_with_its_owner(db, users, seeded):
+    with db.begin() as session:
+        frame, count = history.list_history(session, users["root"], HistoryFilter(), page=0)
+    assert count == 5
+    assert list(zip(frame["title"], frame["owner"])) == [
+        ("Vacuum tips", "alice"), ("Admin checks", "root"), ("Churn dashboard", "alice"),
+        ("Forecast for bob", "bob"), ("Quarterly sales", "alice"),
+    ]
+
+
+def test_table_row_shows_counters_feedback_and_last_answer(db, users, seeded):
+    with db.begin() as session:
+        frame, _ = history.list_history(session, users["alice"], HistoryFilter(), page=0)
+    assert list(frame.columns) == history.TABLE_COLUMNS
+    row = frame.set_index("title").loc["Churn dashboard"]
+    assert row["id"] == seeded["churn"]
+    assert (row["messages"], row["thumbs_up"], row["thumbs_down"]) == (4, 0, 1)
+    assert (row["last_status"], row["engine"]) == ("complete", "flow-9")
+    assert row["started"] == pd.Timestamp("2024-05-03 09:00", tz="UTC")
+    assert row["last_activity"] == pd.Timestamp("2024-05-03 09:03", tz="UTC")
+
+
+def test_pages_are_cut_in_sql_and_the_total_counts_every_match(db, users, seeded):
+    with db.begin() as session:
+        first, count = history.list_history(session, users["alice"], HistoryFilter(), page=0, page_size=2)
+        second, _ = history.list_history(session, users["alice"], HistoryFilter(), page=1, page_size=2)
+    assert (first["title"].tolist(), count) == (["Vacuum tips", "Churn dashboard"], 3)
+    assert second["title"].tolist() == ["Quarterly sales"]
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("started", ["Vacuum tips", "Churn dashboard", "Quarterly sales"]),
+        ("messages", ["Churn dashboard", "Vacuum tips", "Quarterly sales"]),
+        ("title", ["Churn dashboard", "Quarterly sales", "Vacuum tips"]),
+    ],
+)
+def test_sort_orders_the_whole_set(db, users, seeded, sort, expected):
+    assert titles(db, users["alice"], HistoryFilter(sort=sort)) == expected
+
+
+# -- filters -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "expected"),
+    [
+        ("2024-05-03", "2024-05-03", ["Churn dashboard"]),
+        ("2024-05-02", None, ["Vacuum tips", "Churn dashboard"]),
+        (None, "2024-05-02", ["Quarterly sales"]),
+        ("2024-05-11", None, []),
+    ],
+)
+def test_date_range_keeps_conversations_active_in_it(db, users, seeded, since, until, expected):
+    filters = HistoryFilter(
+        since=since and dt.date.fromisoformat(since), until=until and dt.date.fromisoformat(until)
+    )
+    assert titles(db, users["alice"], filters) == expected
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("sales", ["Quarterly sales"]),
+        ("sale", ["Quarterly sales"]),  # stemmed: sale / sales
+        ("REGION churn", ["Churn dashboard"]),  # every word, any case
+        ('"churn by region"', ["Churn dashboard"]),  # a phrase
+        ('"region by churn"', []),
+        ("vacuum forecast", []),  # forecast is only in bob's conversation
+        ("???", []),
+    ],
+)
+def test_search_uses_the_full_text_index(db, users, seeded, search, expected):
+    assert titles(db, users["alice"], HistoryFilter(search=search)) == expected
+
+
+@pytest.mark.parametrize("search", ['NOT near( "', "sales OR", "* - ^ : AND", "a\"b'c", "\x00 sales"])
+def test_search_syntax_is_never_an_error(db, users, seeded, search):
+    assert titles(db, users["alice"], HistoryFilter(search=search)) in ([], ["Quarterly sales"])
+
+
+def test_search_reaches_other_users_only_for_admins(db, users, seeded):
+    assert titles(db, users["alice"], HistoryFilter(search="forecast")) == []
+    assert titles(db, users["root"], HistoryFilter(search="forecast")) == ["Forecast for bob"]
+
+
+@pytest.mark.parametrize(
+    ("feedback", "expected"),
+    [
+        ("any", ["Vacuum tips", "Churn dashboard", "Quarterly sales"]),
+        ("up", ["Quarterly sales"]),
+        ("down", ["Churn dashboard"]),
+        ("none", ["Vacuum tips"]),
+    ],
+)
+def test_feedback_filter(db, users, seeded, feedback, expected):
+    assert titles(db, users["alice"], HistoryFilter(feedback=feedback)) == expected
+
+
+def test_feedback_counts_only_the_conversation_owners(db, users, seeded):
+    with db.begin() as session:  # not possible through the store: an admin rating alice's answer
+        answer = history.transcript(session, users["alice"], seeded["vacuum"]).messages[1]
+        session.add(Feedback(message_id=answer.id, user_id=users["root"].id, score=1))
+    assert titles(db, users["root"], HistoryFilter(feedback="up", user="alice")) == ["Quarterly sales"]
+    assert titles(db, users["alice"], HistoryFilter(feedback="none")) == ["Vacuum tips"]
+
+
+def test_errors_only_keeps_conversations_with_a_failed_answer(db, users, seeded):
+    assert titles(db, users["alice"], HistoryFilter(errors_only=True)) == ["Churn dashboard"]
+    assert titles(db, users["bob"], HistoryFilter(errors_only=True)) == []
+
+
+def test_engine_filter_uses_the_latest_answers_engine_or_flow(db, users, seeded):
+    assert titles(db, users["alice"], HistoryFilter(engine="flow-9")) == ["Churn dashboard"]
+    assert titles(db, users["alice"], HistoryFilter(engine="notes")) == ["Vacuum tips", "Quarterly sales"]
+
+
+def test_user_filter_narrows_an_admins_view(db, users, seeded):
+    assert titles(db, users["root"], HistoryFilter(user="bob")) == ["Forecast for bob"]
+    assert titles(db, users["root"], HistoryFilter(user="nobody")) == []
+
+
+def test_filters_combine(db, users, seeded):
+    filters = HistoryFilter(since=dt.date(2024, 5, 2), feedback="down", engine="flow-9", search="north")
+    assert titles(db, users["alice"], filters) == ["Churn dashboard"]
+    assert titles(db, users["alice"], HistoryFilter(errors_only=True, feedback="up")) == []
+
+
+def test_engines_lists_the_actors_engines_and_flows(db, users, seeded):
+    with db.begin() as session:
+        assert history.engines(session, users["alice"]) == ["flow-9", "notes"]
+        assert history.engines(session, users["bob"]) == ["flow-bob"]
+        assert history.engines(session, users["root"]) == ["flow-9", "flow-bob", "notes"]
+
+
+# -- deletion ----------------------------------------------------------------------------
+
+
+def test_deleted_conversation_is_hidden_everywhere_for_its_owner(db, users, seeded):
+    with db.begin() as session:
+        store.delete_conversation(session, users["alice"], seeded["vacuum"])
+    alice = users["alice"]
+    assert titles(db, alice) == ["Churn dashboard", "Quarterly sales"]
+    assert titles(db, alice, HistoryFilter(deleted=True)) == []
+    with db.begin() as session:
+        with pytest.raises(NotFoundError):
+            history.transcript(session, alice, seeded["vacuum"])
+        exported = pd.concat(history.iter_export_frames(session, alice, HistoryFilter()))
+        assert history.usage(session, alice, HistoryFilter()).questions == 3
+    assert sorted(set(exported["conversation_title"])) == ["Churn dashboard", "Quarterly sales"]
+
+
+def test_admin_lists_deleted_conversations_and_purges_them(db, users, seeded):
+    with db.begin() as session:
+        store.delete_conversation(session, users["alice"], seeded["vacuum"])
+    root = users["root"]
+    assert "Vacuum tips" not in titles(db, root)
+    assert titles(db, root, HistoryFilter(deleted=True)) == ["Vacuum tips"]
+    with db.begin() as session:
+        assert history.transcript(session, root, seeded["vacuum"]).deleted is True
+        store.purge_conversation(session, root, seeded["vacuum"])
+    assert titles(db, root, HistoryFilter(deleted=True)) == []
+    with db.begin() as session:
+        with pytest.raises(NotFoundError):
+            history.transcript(session, root, seeded["vacuum"])
+
+
+# -- transcript --------------------------------------------------------------------------
+
+
+def test_transcript_has_every_message_with_its_details(db, users, seeded):
+    with db.begin() as session:
+        chat = history.transcript(session, users["alice"], seeded["churn"])
+    assert (chat.title, chat.owner, chat.deleted) == ("Churn dashboard", "alice", False)
+    assert [(m.role, m.status) for m in chat.messages] == [
+        ("user", "complete"), ("assistant", "error"), ("user", "complete"), ("assistant", "complete"),
+    ]
+    failed, answer = chat.messages[1], chat.messages[3]
+    assert (failed.error, failed.latency_ms, failed.feedback_score) == ("Langflow timed out.", 5000, None)
+    assert (answer.content, answer.latency_ms, answer.ttft_ms) == ("Churn is 4% in the north.", 3000, 300)
+    assert (answer.feedback_score, answer.feedback_comment) == (0, "wrong region")
+    assert answer.created_at == dt.datetime(2024, 5, 3, 9, 3, tzinfo=UTC)
+
+
+def test_transcript_exports_as_markdown_and_json(db, users, seeded):
+    with db.begin() as session:
+        chat = history.transcript(session, users["alice"], seeded["sales"])
+    assert chat.markdown().startswith("# Quarterly sales\n\nalice · conversation ")
+    assert "Feedback: 👍 “great”" in chat.markdown()
+    rows = json.loads(chat.json())
+    assert [(r["role"], r["content"]) for r in rows] == [
+        ("user", "What were Q3 sales?"), ("assistant", "Q3 sales were **1.2M**."),
+    ]
+    assert rows[1]["created_at"] == "2024-05-01T09:01:00.000000Z"
+    assert list(rows[1]) == EXPORT_COLUMNS
+
+
+def test_admin_reading_another_users_transcript_is_audited(db, users, seeded):
+    root = users["root"]
+    with db.begin() as session:
+        history.transcript(session, root, seeded["root"])
+        history.transcript(session, root, seeded["bob"])
+        history.transcript(session, users["bob"], seeded["bob"])
+    with db.begin() as session:
+        entries = [entry[1:] for entry in store.list_audit(session, root)]
+    assert entries == [("root", "view", f"conversation {seeded['bob']}")]
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def export_frame(db, actor, filters=EVERYTHING, **kwargs) -> pd.DataFrame:
+    with db.begin() as session:
+        frames = list(history.iter_export_frames(session, actor, filters, **kwargs))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXPORT_COLUMNS)
+
+
+def test_export_frames_have_the_export_columns_in_conversation_then_message_order(db, users, seeded):
+    frame = export_frame(db, users["alice"])
+    assert list(frame.columns) == EXPORT_COLUMNS
+    assert frame["conversation_id"].tolist() == [str(seeded["sales"])] * 2 + [str(seeded["churn"])] * 4 + [
+        str(seeded["vacuum"])
+    ] * 2
+    assert frame["message_id"].is_monotonic_increasing
+    assert set(frame["username"]) == {"alice"}
+
+
+def test_export_row_carries_message_details_and_owner_feedback(db, users, seeded):
+    frame = export_frame(db, users["alice"], HistoryFilter(search="north"))
+    answer = {name: None if pd.isna(value) else value for name, value in frame.iloc[3].items()}
+    assert answer | {"message_id": 0} == {
+        "conversation_id": str(seeded["churn"]), "conversation_title": "Churn dashboard",
+        "username": "alice", "message_id": 0, "role": "assistant", "content": "Churn is 4% in the north.",
+        "created_at": pd.Timestamp("2024-05-03 09:03", tz="UTC"), "status": "complete", "error": None,
+        "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9",
+        "input_tokens": None, "output_tokens": None, "feedback_score": 0, "feedback_comment": "wrong region",
+    }
+
+
+def test_export_keeps_times_to_the_microsecond(db, users, clock):
+    clock.now = dt.datetime(2024, 5, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    with db.begin() as session:
+        conversation = store.create_conversation(session, users["bob"], title="Precise")
+        store.append_message(session, users["bob"], conversation.id, role="user", content="now")
+    frame = export_frame(db, users["bob"])
+    assert frame["created_at"].tolist() == [pd.Timestamp("2024-05-01 09:00:00.123456", tz="UTC")]
+
+
+def test_export_streams_in_chunks(db, users, seeded):
+    with db.begin() as session:
+        sizes = [len(f) for f in history.iter_export_frames(session, users["alice"], HistoryFilter(), chunk_size=3)]
+    assert sizes == [3, 3, 2]
+
+
+def test_export_keeps_only_messages_inside_the_date_range(db, users, seeded, clock):
+    alice = users["alice"]
+    with db.begin() as session:  # a conversation that goes on the next day
+        clock.now = dt.datetime(2024, 5, 4, 10, 0, tzinfo=UTC)
+        store.append_message(session, alice, seeded["churn"], role="user", content="Still there?")
+    filters = HistoryFilter(since=dt.date(2024, 5, 4), until=dt.date(2024, 5, 4))
+    frame = export_frame(db, alice, filters)
+    assert frame["content"].tolist() == ["Still there?"]
+    with db.begin() as session:
+        assert history.count_export_rows(session, alice, filters) == 1
+
+
+def test_count_export_rows_matches_the_export(db, users, seeded):
+    with db.begin() as session:
+        assert history.count_export_rows(session, users["alice"], HistoryFilter()) == 8
+        assert history.count_export_rows(session, users["root"], HistoryFilter()) == 12
+        assert history.count_export_rows(session, users["root"], HistoryFilter(since=dt.date(2024, 5, 3))) == 8
+    assert len(export_frame(db, users["root"], HistoryFilter(since=dt.date(2024, 5, 3)))) == 8
+
+
+def test_write_export_writes_the_chosen_format(db, users, seeded):
+    out = io.BytesIO()
+    with db.begin() as session:
+        rows = history.write_export(session, users["bob"], HistoryFilter(), "JSON", out)
+        with pytest.raises(InputError, match="Unknown export format"):
+            history.write_export(session, users["bob"], HistoryFilter(), "PDF", io.BytesIO())
+    assert rows == 2
+    assert [r["content"] for r in json.loads(out.getvalue())] == ["What is the sales forecast?", "The forecast is flat."]
+
+
+def test_admin_export_of_other_users_is_audited(db, users, seeded):
+    root = users["root"]
+    with db.begin() as session:
+        assert history.record_export(session, root, HistoryFilter(search="sales")) is True
+        assert history.record_export(session, root, HistoryFilter(user="root")) is False
+        assert history.record_export(session, users["alice"], HistoryFilter()) is False
+    with db.begin() as session:
+        entries = [entry[1:] for entry in store.list_audit(session, root)]
+    assert entries == [("root", "export", "search=sales")]
+
+
+# -- usage -------------------------------------------------------------------------------
+
+
+def test_usage_for_an_analyst(db, users, seeded):
+    with db.begin() as session:
+        numbers = history.usage(session, users["alice"], HistoryFilter())
+    assert (numbers.questions, numbers.answers, numbers.errors) == (4, 4, 1)
+    assert (numbers.thumbs_up, numbers.thumbs_down) == (1, 1)
+    assert (numbers.error_rate, numbers.thumbs_up_rate, numbers.thumbs_down_rate) == (0.25, 0.25, 0.25)
+    # completed answers only: 1000, 2000, 3000 ms
+    assert (numbers.latency_p50_ms, numbers.latency_p95_ms) == (2000, 3000)
+    assert (numbers.ttft_p50_ms, numbers.ttft_p95_ms) == (200, 300)
+    assert numbers.per_user is None
+    per_day = dict(zip(numbers.per_day["day"].dt.strftime("%m-%d"), numbers.per_day["questions"]))
+    assert per_day == {
+        "05-01": 1, "05-02": 0, "05-03": 2, "05-04": 0, "05-05": 0, "05-06": 0, "05-07": 0,
+        "05-08": 0, "05-09": 0, "05-10": 1,
+    }
+
+
+def test_usage_follows_the_filters(db, users, seeded):
+    with db.begin() as session:
+        numbers = history.usage(session, users["alice"], HistoryFilter(engine="flow-9"))
+    assert (numbers.questions, numbers.answers, numbers.errors) == (2, 2, 1)
+    assert (numbers.latency_p50_ms, numbers.latency_p95_ms) == (3000, 3000)
+
+
+def test_usage_for_an_admin_has_a_per_user_breakdown(db, users, seeded):
+    with db.begin() as session:
+        numbers = history.usage(session, users["root"], HistoryFilter())
+    assert (numbers.questions, numbers.answers, numbers.thumbs_up) == (6, 6, 2)
+    assert (numbers.latency_p50_ms, numbers.latency_p95_ms) == (2000, 4000)  # 500 1000 2000 3000 4000
+    assert numbers.per_user.to_dict("records") == [
+        {"user": "alice", "conversations": 3, "questions": 4, "answers": 4, "error_rate": 0.25,
+         "latency_p50_ms": 2000, "latency_p95_ms": 3000, "thumbs_up": 1, "thumbs_down": 1},
+        {"user": "bob", "conversations": 1, "questions": 1, "answers": 1, "error_rate": 0.0,
+         "latency_p50_ms": 4000, "latency_p95_ms": 4000, "thumbs_up": 1, "thumbs_down": 0},
+        {"user": "root", "conversations": 1, "questions": 1, "answers": 1, "error_rate": 0.0,
+         "latency_p50_ms": 500, "latency_p95_ms": 500, "thumbs_up": 0, "thumbs_down": 0},
+    ]
+
+
+def test_usage_of_nothing_is_empty(db, users):
+    with db.begin() as session:
+        numbers = history.usage(session, users["alice"], HistoryFilter())
+    assert (numbers.questions, numbers.answers, numbers.latency_p50_ms, numbers.error_rate) == (0, 0, None, None)
+    assert numbers.per_day.empty
+
+
+# -- scoping -----------------------------------------------------------------------------
+
+
+def test_every_history_function_gives_another_users_data_as_nothing(db, users, seeded):
+    alice, theirs = users["alice"], HistoryFilter(user="bob")
+    with db.begin() as session:
+        assert history.list_history(session, alice, theirs, page=0)[1] == 0
+        assert history.list_history(session, alice, HistoryFilter(search="forecast"), page=0)[1] == 0
+        assert list(history.iter_export_frames(session, alice, theirs)) == []
+        assert history.count_export_rows(session, alice, theirs) == 0
+        assert history.usage(session, alice, theirs).questions == 0
+        assert "flow-bob" not in history.engines(session, alice)
+        assert history.record_export(session, alice, theirs) is False
+        for conversation_id in (seeded["bob"], seeded["root"], 10_000):
+            with pytest.raises(NotFoundError):
+                history.transcript(session, alice, conversation_id)
+        assert store.list_audit(session, alice) == []
+
+
+# -- the filter and its query parameters -------------------------------------------------
+
+
+def test_filter_round_trips_through_query_params():
+    filters = HistoryFilter(
+        since=dt.date(2024, 5, 1), until=dt.date(2024, 5, 31), search="churn", feedback="up",
+        errors_only=True, engine="flow-9", user="bob", deleted=True, sort="title",
+    )
+    params = filters.to_query_params()
+    assert params == {
+        "history_from": "2024-05-01", "history_to": "2024-05-31", "history_search": "churn",
+        "history_feedback": "👍", "history_errors": "true", "history_engine": "flow-9",
+        "history_user": "bob", "history_deleted": "true", "history_sort": "Title",
+    }
+    assert HistoryFilter.from_query_params(params) == filters
+
+
+def test_default_filter_has_no_query_params():
+    assert HistoryFilter().to_query_params() == {}
+    assert HistoryFilter.from_query_params({}) == HistoryFilter()
+
+
+def test_query_params_that_do_not_parse_are_left_at_their_defaults():
+    params = {"history_from": "yesterday", "history_feedback": "meh", "history_sort": "size",
+              "history_search": ["old", "new"], "history_errors": "TRUE", "other": "x"}
+    assert HistoryFilter.from_query_params(params) == HistoryFilter(search="new", errors_only=True)
+    assert HistoryFilter.from_query_params({"history_feedback": "down"}).feedback == "down"
+
+
+def test_filter_refuses_dates_the_wrong_way_round():
+    with pytest.raises(InputError, match="The start date is after the end date."):
+        HistoryFilter(since=dt.date(2024, 5, 2), until=dt.date(2024, 5, 1))
+
+
+def test_filter_describes_itself_for_the_audit_log():
+    assert HistoryFilter().describe() == "all conversations"
+    assert HistoryFilter(user="bob", since=dt.date(2024, 5, 1)).describe() == "since=2024-05-01, user=bob"
+
+
+def test_search_terms_are_words_and_quoted_phrases():
+    assert history.search_terms('churn "by  region" Q3? -x ??') == ["churn", "by region", "Q3", "x"]
+
+
+def test_history_indexes_migration_goes_down_and_up(engine, db, users, seeded):
+    database.downgrade(engine, "0002")
+    database.migrate(engine)
+    assert titles(db, users["alice"], HistoryFilter(errors_only=True, search="churn")) == ["Churn dashboard"]

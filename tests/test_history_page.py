@@ -1,0 +1,248 @@
+"""The history page through AppTest: a real database (SQLite file and PostgreSQL), what each user sees."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from chatbot import export, store
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
+MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
+FORMATS = ["CSV", "Excel", "JSON", "Markdown", "Parquet"]
+
+
+@pytest.fixture
+def page_db(db, database_url, monkeypatch):
+    """The page's settings pointed at the test database; Streamlit's caches cleared around each test."""
+    for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_API_KEY", "CHATBOT_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    st.cache_resource.clear()
+    yield db
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def chats(page_db, users, monkeypatch) -> dict[str, int]:
+    """alice: 'Quarterly sales' (👍 "spot on") and 'Churn dashboard' (a failed answer); bob: 'Forecast'."""
+    now = {"t": MAY}
+    monkeypatch.setattr(store, "utcnow", lambda: now["t"])
+
+    def converse(actor, title, day, question, answer, **fields):
+        now["t"] = MAY + dt.timedelta(days=day)
+        feedback = fields.pop("feedback", None)
+        with page_db.begin() as session:
+            conversation = store.create_conversation(session, actor, title=title)
+            conversation.created_at = now["t"]
+            store.append_message(session, actor, conversation.id, role="user", content=question)
+            now["t"] += dt.timedelta(minutes=1)
+            message = store.append_message(session, actor, conversation.id, role="assistant", content=answer,
+                                           engine="notes", latency_ms=1200, ttft_ms=300, **fields)
+            if feedback:
+                store.set_feedback(session, actor, message.id, score=feedback[0], comment=feedback[1])
+            return conversation.id
+
+    return {
+        "sales": converse(users["alice"], "Quarterly sales", 0, "What were Q3 sales?", "Q3 sales were **1.2M**.",
+                          feedback=(1, "spot on")),
+        "churn": converse(users["alice"], "Churn dashboard", 2, "Show churn by region", "",
+                          status="error", error="Langflow timed out."),
+        "bob": converse(users["bob"], "Forecast", 1, "What is the sales forecast?", "Flat."),
+    }
+
+
+def open_page(actor, **query) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=30)
+    at.session_state["actor"] = actor
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at: AppTest) -> list[str]:
+    return at.dataframe(key="history_table").value["title"].tolist()
+
+
+def shown_columns(at: AppTest) -> list[str]:
+    return list(at.dataframe(key="history_table").proto.column_order)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def select_row(at: AppTest, row: int) -> AppTest:
+    at.session_state["history_table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    return rerun(at)
+
+
+def test_analyst_sees_only_own_conversations_without_an_owner_column(users, chats):
+    at = open_page(users["alice"])
+    assert table(at) == ["Churn dashboard", "Quarterly sales"]
+    assert "2 conversations match" in captions(at)
+    assert shown_columns(at) == ["title", "started", "last_activity", "messages", "thumbs_up", "thumbs_down",
+                                 "last_status", "engine"]
+    assert "history_user" not in [w.key for w in at.selectbox]
+
+
+def test_admin_sees_everyone_with_the_owner_column(users, chats):
+    at = open_page(users["root"])
+    frame = at.dataframe(key="history_table").value
+    assert list(zip(frame["title"], frame["owner"])) == [
+        ("Churn dashboard", "alice"), ("Forecast", "bob"), ("Quarterly sales", "alice")]
+    assert "3 conversations match" in captions(at)
+    assert shown_columns(at)[:2] == ["title", "owner"]
+    assert at.selectbox(key="history_user").options == ["Everyone", "alice", "bob", "root"]
+
+
+def test_filters_are_read_from_the_query_string(users, chats):
+    at = open_page(users["root"], history_search="sales", history_feedback="👍", history_user="alice")
+    assert table(at) == ["Quarterly sales"]
+    assert "1 conversations match" in captions(at)
+    assert at.text_input(key="history_search").value == "sales"
+    assert at.selectbox(key="history_feedback").value == "up"
+    assert at.selectbox(key="history_user").value == "alice"
+
+
+def test_date_and_error_filters_from_the_query_string(users, chats):
+    assert table(open_page(users["alice"], history_from="2024-05-02")) == ["Churn dashboard"]
+    assert table(open_page(users["alice"], history_to="2024-05-02")) == ["Quarterly sales"]
+    assert table(open_page(users["alice"], history_errors="true")) == ["Churn dashboard"]
+
+
+def test_an_analyst_cannot_reach_another_user_through_the_query_string(users, chats):
+    at = open_page(users["alice"], history_user="bob", history_search="forecast")
+    assert table(at) == []
+    assert "0 conversations match" in captions(at)
+
+
+def test_typing_a_search_filters_the_table(users, chats):
+    at = open_page(users["alice"])
+    at.text_input(key="history_search").input("region")
+    rerun(at)
+    assert table(at) == ["Churn dashboard"]
+    assert "1 conversations match" in captions(at)
+
+
+def test_dates_the_wrong_way_round_are_explained(users, chats):
+    at = open_page(users["alice"], history_from="2024-05-03", history_to="2024-05-01")
+    assert [e.value for e in at.error] == ["Filtering failed. The start date is after the end date."]
+
+
+def test_download_buttons_are_the_export_formats(users, chats):
+    at = open_page(users["alice"])
+    assert [b.label for b in at.download_button] == FORMATS
+    assert not any(b.disabled for b in at.download_button)
+    assert "Download the 4 messages of these conversations:" in captions(at)
+
+
+def test_excel_is_refused_past_its_row_limit(users, chats, monkeypatch):
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)
+    at = open_page(users["alice"])
+    assert [b.label for b in at.download_button if b.disabled] == ["Excel"]
+    assert "download CSV or Parquet instead" in at.warning[0].value
+
+
+def test_selecting_a_row_shows_the_whole_transcript(users, chats):
+    at = select_row(open_page(users["alice"]), 1)
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    texts = [m.value for m in at.markdown]
+    assert "What were Q3 sales?" in texts and "Q3 sales were **1.2M**." in texts
+    assert "2024-05-01 09:01:00 UTC · notes · 1.2 s · first token 300 ms · complete · 👍 “spot on”" in captions(at)
+    assert [b.label for b in at.download_button][-2:] == ["Transcript (Markdown)", "Transcript (JSON)"]
+    assert [b.key for b in at.button if b.key == "history_purge"] == []
+
+
+def test_a_failed_answer_shows_its_error_in_the_transcript(users, chats):
+    at = select_row(open_page(users["alice"]), 0)
+    assert [e.value for e in at.error] == ["No answer: Langflow timed out."]
+    assert any(c.endswith("· error") for c in captions(at))
+
+
+def test_analyst_deletes_a_conversation_after_confirming(page_db, users, chats):
+    at = select_row(open_page(users["alice"]), 1)
+    at.button(key="history_delete").click()
+    rerun(at)
+    assert "Delete this conversation?" in at.warning[0].value
+    at.button(key="history_confirm_yes").click()
+    rerun(at)
+    assert table(at) == ["Churn dashboard"]
+    assert "Download the 2 messages of these conversations:" in captions(at)
+    with page_db.begin() as session:
+        assert [c.title for c in store.list_conversations(session, users["alice"])] == ["Churn dashboard"]
+
+
+def test_admin_purges_a_deleted_conversation(page_db, users, chats):
+    with page_db.begin() as session:
+        store.delete_conversation(session, users["bob"], chats["bob"])
+    at = open_page(users["root"], history_deleted="true")
+    assert table(at) == ["Forecast"]
+    select_row(at, 0)
+    assert [b.key for b in at.button if b.key == "history_delete"] == []  # not root's to delete
+    at.button(key="history_purge").click()
+    rerun(at)
+    at.button(key="history_confirm_yes").click()
+    rerun(at)
+    assert table(at) == []
+    with page_db.begin() as session:
+        assert [entry[2:] for entry in store.list_audit(session, users["root"])] == [
+            ("purge", f"conversation {chats['bob']}"), ("view", f"conversation {chats['bob']}")]
+
+
+def test_paging_goes_forward_and_back(page_db, users, chats):
+    with page_db.begin() as session:
+        for n in range(50):
+            conversation = store.create_conversation(session, users["bob"], title=f"Extra {n:02d}")
+            store.append_message(session, users["bob"], conversation.id, role="user", content="more")
+    at = open_page(users["bob"])
+    assert (len(table(at)), at.button(key="history_prev").disabled) == (50, True)
+    assert "Page 1 of 2" in captions(at)
+    at.button(key="history_next").click()
+    rerun(at)
+    assert table(at) == ["Forecast"]
+    assert "Page 2 of 2" in captions(at) and at.button(key="history_next").disabled
+    at.button(key="history_prev").click()
+    rerun(at)
+    assert len(table(at)) == 50
+
+
+def test_usage_tab_for_an_analyst(users, chats):
+    at = open_page(users["alice"], history_tab="Usage")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {
+        "Questions": "2", "Answer latency p50": "1.2 s", "Answer latency p95": "1.2 s",
+        "Time to first token p50": "300 ms", "Error rate": "50.0%", "👍 rate": "50.0%", "👎 rate": "0.0%",
+        "Time to first token p95": "300 ms",
+    }
+    assert len(at.dataframe) == 0  # no per-user breakdown (and the conversations tab did not run)
+
+
+def test_usage_tab_for_an_admin_has_a_per_user_breakdown(users, chats):
+    at = open_page(users["root"], history_tab="Usage")
+    assert {m.label: m.value for m in at.metric}["Questions"] == "3"
+    [per_user] = [d.value for d in at.dataframe]  # only the open tab runs: no conversations table
+    assert list(zip(per_user["user"], per_user["questions"])) == [("alice", 2), ("bob", 1)]
+
+
+def test_admin_audit_log_shows_who_read_what(users, chats):
+    at = select_row(open_page(users["root"]), 1)  # bob's
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    [audit] = [d.value for d in open_page(users["root"], history_tab="Audit log").dataframe]
+    assert audit[["Admin", "Action", "What"]].values.tolist() == [["root", "view", f"conversation {chats['bob']}"]]
+
+
+def test_analysts_have_no_audit_log_tab(users, chats):
+    at = open_page(users["alice"], history_tab="Audit log")
+    assert [t.label for t in at.tabs] == ["Conversations", "Usage"]
