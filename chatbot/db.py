@@ -49,6 +49,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: search and history stay in memory
+        cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
     @event.listens_for(engine, "begin")
