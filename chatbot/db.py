@@ -49,8 +49,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MB of pages: search and history stay in memory
-        cursor.execute("PRAGMA mmap_size=268435456")
+        # 32 MB of pages per connection keeps search and history hot. No mmap: mapped pages
+        # count as the process's memory, and a full export would map the whole file.
+        cursor.execute("PRAGMA cache_size=-32768")
         cursor.close()
 
     @event.listens_for(engine, "begin")
