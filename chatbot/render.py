@@ -8,6 +8,8 @@ import re
 CODE = re.compile(r"(```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`)", re.DOTALL)
 # [text](url "title") and ![alt](url): the url is checked, the rest kept.
 LINK = re.compile(r"(!?\[[^\]]*\])\(\s*<?((?:[^()\s<>]|\([^()\s]*\))*)>?([^)]*)\)")
+# [label]: url "title" — a reference definition, used by [text][label] and ![alt][label].
+REFERENCE = re.compile(r"^( {0,3}\[[^\]]+\]:[ \t]*)<?([^\s>]*)>?(.*)$", re.MULTILINE)
 SAFE_SCHEMES = ("http://", "https://", "mailto:")
 ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
@@ -26,9 +28,16 @@ def _safe_link(match: re.Match) -> str:
     return label.lstrip("!")[1:-1]  # an unsafe link or image becomes its plain text
 
 
+def _safe_reference(match: re.Match) -> str:
+    url = match.group(2)
+    if url.lower().startswith(SAFE_SCHEMES) or url.startswith("#"):
+        return match.group(0)
+    return ""  # the definition goes; [text][label] then shows as plain text
+
+
 def safe_markdown(text: str) -> str:
     """Markdown in which no HTML is live and no link or image uses another scheme."""
     parts = CODE.split(text)
     for i in range(0, len(parts), 2):  # even parts are outside code
-        parts[i] = LINK.sub(_safe_link, escape_html(parts[i]))
+        parts[i] = REFERENCE.sub(_safe_reference, LINK.sub(_safe_link, escape_html(parts[i])))
     return "".join(parts)

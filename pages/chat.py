@@ -1,5 +1,7 @@
 """Chat page: conversations in the sidebar, the transcript, the question box, the streaming answer."""
 
+import time
+
 import streamlit as st
 
 import ui
@@ -8,6 +10,7 @@ from chatbot.errors import ChatbotError
 from chatbot.render import escape_html, safe_markdown
 
 RECENT = 50  # messages shown at first; older ones on demand
+REDRAW_SECONDS = 0.05  # at most 20 redraws a second while an answer streams
 
 actor = ui.require_actor()
 settings = resources.settings()
@@ -172,18 +175,15 @@ if turn is not None:
             st.markdown(escape_html(turn.question))
     with st.chat_message("assistant"):
         slot = st.empty()
-        thinking = slot.status("Thinking…", state="running")
-
-        def live():
-            for i, chunk in enumerate(turn.chunks()):
-                if i == 0:
-                    thinking.update(label="Answering…", state="running")
-                yield escape_html(chunk)
-
-        stream = live()
+        slot.status("Thinking…", state="running")
+        stream = turn.chunks()
         try:
-            with slot.container():
-                st.write_stream(stream)
+            shown, drawn = "", 0.0
+            for chunk in stream:  # the whole text is made safe at each update: a link can span chunks
+                shown += chunk
+                if time.monotonic() - drawn >= REDRAW_SECONDS:
+                    slot.markdown(safe_markdown(shown) + " ▌")
+                    drawn = time.monotonic()
         finally:
             stream.close()  # the user left mid-answer: the partial answer is saved as interrupted
         slot.markdown(safe_markdown(turn.text))

@@ -18,6 +18,9 @@ from chatbot.render import escape_html, safe_markdown
     ("![pic](data:image/svg+xml;base64,PHN2Zz4=)", "pic"),
     ("[mail](mailto:a@b.c) [web](https://example.com/a_(b))", "[mail](mailto:a@b.c) [web](https://example.com/a_(b))"),
     ("<a href='javascript:alert(1)'>x</a>", "&lt;a href='javascript:alert(1)'&gt;x&lt;/a&gt;"),
+    ("![x][r]\n\n[r]: data:text/html;base64,PHNjcmlwdD4=", "![x][r]\n\n"),
+    ("[go][j]\n  [j]: <JavaScript:alert(1)> 'title'", "[go][j]\n"),
+    ("[ok][w]\n[w]: https://example.com", "[ok][w]\n[w]: https://example.com"),
 ])
 def test_html_and_unsafe_links_are_inert(payload, shown):
     assert safe_markdown(payload) == shown
