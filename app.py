@@ -17,10 +17,23 @@ PAGES = [
 ]
 
 
+def navigation(position: str = "sidebar"):
+    """st.navigation, plus one rerun the first time a browser session gets here.
+
+    Until a session has seen st.navigation, the widgets rendered before it (the login form,
+    the cookie component) get other ids than in later runs, and the first login is lost.
+    """
+    page = st.navigation(PAGES, position=position)
+    if "app_pages_known" not in st.session_state:
+        st.session_state["app_pages_known"] = True
+        st.rerun()
+    return page
+
+
 def stop() -> None:
     """End this run without showing a page. st.navigation must still be called: without it
     Streamlit falls back to serving pages/ directly, which would bypass the login gate."""
-    st.navigation(PAGES, position="hidden")
+    navigation(position="hidden")
     st.stop()
 
 
@@ -46,7 +59,7 @@ if actor is None:
     stop()
 st.session_state["actor"] = actor
 
-page = st.navigation(PAGES)
+page = navigation()
 with st.sidebar:
     st.caption(f"Signed in as **{actor.name}** ({actor.role})")
     auth.logout_button()

@@ -22,7 +22,7 @@ def require_actor() -> Actor:
     """
     actor = st.session_state.get("actor")
     if actor is None:
-        st.switch_page("app.py")
+        st.switch_page("app.py", query_params=st.query_params.to_dict())
     return actor
 
 

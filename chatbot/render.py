@@ -9,7 +9,8 @@ CODE = re.compile(r"(```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`)", re.DOTALL)
 # [text](url "title") and ![alt](url): the url is checked, the rest kept.
 LINK = re.compile(r"(!?\[[^\]]*\])\(\s*<?((?:[^()\s<>]|\([^()\s]*\))*)>?([^)]*)\)")
 # [label]: url "title" — a reference definition, used by [text][label] and ![alt][label].
-REFERENCE = re.compile(r"^( {0,3}\[[^\]]+\]:[ \t]*)<?([^\s>]*)>?(.*)$", re.MULTILINE)
+# It may stand in a quote or a list ("> [x]: url"), hence any run of blanks and '>' before it.
+REFERENCE = re.compile(r"^([ \t>]*\[[^\]]+\]:[ \t]*)<?([^\s>]*)>?(.*)$", re.MULTILINE)
 SAFE_SCHEMES = ("http://", "https://", "mailto:")
 ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 

@@ -21,6 +21,7 @@ from chatbot.render import escape_html, safe_markdown
     ("![x][r]\n\n[r]: data:text/html;base64,PHNjcmlwdD4=", "![x][r]\n\n"),
     ("[go][j]\n  [j]: <JavaScript:alert(1)> 'title'", "[go][j]\n"),
     ("[ok][w]\n[w]: https://example.com", "[ok][w]\n[w]: https://example.com"),
+    ("> ![x][e]\n>\n> [e]: data:text/html;base64,PHNj", "> ![x][e]\n>\n"),
 ])
 def test_html_and_unsafe_links_are_inert(payload, shown):
     assert safe_markdown(payload) == shown
