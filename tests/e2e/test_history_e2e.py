@@ -1,0 +1,162 @@
+"""The history page in a real browser: feedback, search, transcripts, and what each download holds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.conftest import (
+    PAYLOAD_WORD,
+    QUESTION_BOX,
+    AppServer,
+    ask,
+    assert_inert,
+    download,
+    history_table,
+    logged_in,
+    login,
+    messages,
+    new_chat,
+    open_chat,
+    open_history,
+    screenshot,
+    search_history,
+    select_row,
+    table_titles,
+)
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "How do I compute a running total with window functions?"
+ANSWER_SOURCE = "sql-window-functions.md"
+# Starts with "=": a spreadsheet would run it. It matches the churn meeting note.
+FORMULA = '=HYPERLINK("http://example.com/x","churn") paused accounts'
+FORMATS = ("CSV", "Excel", "JSON", "Markdown", "Parquet")
+# Its answer quotes the payload note; its title (the question) carries a payload of its own.
+PAYLOAD_TICKET = "xq5150"
+PAYLOAD_QUESTION = f"{PAYLOAD_WORD} incident ({PAYLOAD_TICKET}) <img src=x onerror=\"window.__pwned='title'\">"
+
+
+@pytest.fixture(scope="module")
+def alice(browser: Browser, app_server: AppServer) -> Iterator[Page]:
+    """Alice, logged in, with three conversations: a plain question, one that looks like a
+    formula, and one whose answer and title carry script payloads."""
+    with logged_in(browser, app_server, "alice") as page:
+        for question in (QUESTION, FORMULA, PAYLOAD_QUESTION):
+            new_chat(page)
+            ask(page, question)
+        yield page
+
+
+def test_thumbs_down_with_a_comment_is_shown_on_history(alice: Page):
+    page = alice
+    open_chat(page)
+    question = "What is CUPED and how much did it narrow our intervals?"
+    answer = ask(page, question)
+    answer.get_by_role("radio", name="Thumbs down").click()
+    expect(page.get_by_text("Thanks, feedback saved.")).to_be_visible()
+    comment = "Quoted the whole reading list instead of the CUPED paper."
+    box = answer.get_by_label("Comment (optional)")
+    box.fill(comment)
+    box.press("Enter")
+    expect(box).to_have_value(comment)
+
+    open_history(page)
+    search_history(page, "CUPED")
+    expect(page.get_by_text("1 conversations match")).to_be_visible()
+    table_titles(page, [question])
+    select_row(page, 0)
+    transcript = page.get_by_test_id("stMainBlockContainer")
+    expect(transcript).to_contain_text("Deng et al.")  # the answer, so the transcript is open
+    expect(transcript.get_by_test_id("stCaptionContainer").filter(has_text=comment)).to_contain_text("👎")
+
+
+def test_search_opens_a_transcript_and_every_download_holds_the_conversation(alice: Page, tmp_path: Path):
+    page = alice
+    open_history(page)
+    search_history(page, "")
+    titles = table_titles(page)
+    assert QUESTION in titles and FORMULA in titles, titles  # issue #3: chatted, so listed
+
+    search_history(page, "running total")
+    expect(page.get_by_text("1 conversations match")).to_be_visible()
+    table_titles(page, [QUESTION])
+    select_row(page, 0)
+    expect(page.get_by_test_id("stMainBlockContainer")).to_contain_text(ANSWER_SOURCE)
+    screenshot(page, "history", top=page.get_by_text("1 conversations match"))
+    markdown = download(page, "Transcript (Markdown)", tmp_path).read_text()
+    assert QUESTION in markdown and ANSWER_SOURCE in markdown
+    transcript = json.loads(download(page, "Transcript (JSON)", tmp_path).read_text())
+    assert [m["role"] for m in transcript] == ["user", "assistant"]
+    assert transcript[0]["content"] == QUESTION
+
+    search_history(page, "")
+    files = {label: download(page, label, tmp_path) for label in FORMATS}
+    check_csv(files["CSV"])
+    check_excel(files["Excel"])
+    check_rows(pd.DataFrame(json.loads(files["JSON"].read_text())), neutralized=False)
+    check_rows(pq.read_table(files["Parquet"]).to_pandas(), neutralized=False)
+    text = files["Markdown"].read_text()
+    assert QUESTION in text and ANSWER_SOURCE in text and "paused accounts" in text
+
+
+def test_admin_reading_a_transcript_with_payloads_runs_nothing(page: Page, app_server: AppServer, alice: Page):
+    """Issue #5 on /history: an admin opens an analyst's conversation whose answer is hostile."""
+    login(page, "root", base_url=app_server.base_url)
+    open_history(page)
+    search_history(page, PAYLOAD_TICKET)
+    table_titles(page, [PAYLOAD_QUESTION])
+    select_row(page, 0)
+    expect(messages(page).nth(1)).to_contain_text('<script>window.__pwned = "script"</script>')
+    expect(page.get_by_role("heading", name=PAYLOAD_QUESTION)).to_be_visible()  # the title, as text
+    assert_inert(page)
+
+
+def check_rows(rows: pd.DataFrame, *, neutralized: bool) -> None:
+    """Alice's rows only; the question and its answer; the formula question as text."""
+    assert set(rows["username"]) == {"alice"}
+    asked = rows[(rows["role"] == "user") & (rows["content"] == QUESTION)]
+    assert len(asked) == 1
+    answers = rows[(rows["conversation_id"] == asked["conversation_id"].iloc[0]) & (rows["role"] == "assistant")]
+    assert len(answers) == 1 and ANSWER_SOURCE in answers["content"].iloc[0]
+    formula = ("'" + FORMULA) if neutralized else FORMULA
+    assert formula in set(rows["content"]) and formula in set(rows["conversation_title"])
+    if neutralized:
+        text = rows[["content", "conversation_title", "feedback_comment"]].to_numpy().ravel()
+        assert [value for value in text if str(value).startswith(("=", "+", "-", "@"))] == []
+
+
+def check_csv(path: Path) -> None:
+    rows = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    check_rows(rows, neutralized=True)
+
+
+def check_excel(path: Path) -> None:
+    sheet = openpyxl.load_workbook(path).worksheets[0]
+    cells = [cell for row in sheet.iter_rows() for cell in row]
+    assert [cell.coordinate for cell in cells if cell.data_type == "f"] == []  # no formula anywhere
+    header, *body = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    rows = pd.DataFrame(body, columns=header)
+    check_rows(rows, neutralized=True)
+
+
+@pytest.mark.xfail(strict=True, reason="app bug: a full load of /history shows the chat page")
+def test_history_opens_by_its_url(page: Page, app_server: AppServer):
+    """A bookmark of /history shows the history page once logged in (a reload there, too).
+
+    Today the page stays blank for about a second, then a rerun (seemingly the one the
+    login cookie component triggers with its first value) runs the default page instead:
+    the chat, with the URL rewritten to /?c=<latest conversation>.
+    """
+    login(page, "alice", base_url=f"{app_server.base_url}/history")
+    chat_box = page.get_by_placeholder(QUESTION_BOX)
+    expect(history_table(page).or_(chat_box)).to_be_visible()  # whichever page it settles on
+    expect(chat_box).to_have_count(0, timeout=2_000)
+    expect(page).to_have_url(f"{app_server.base_url}/history")

@@ -1,0 +1,96 @@
+"""The chat page answering with a real Langflow 1.13 flow whose model streams slowly (issue #4's fixture)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.conftest import (
+    PAYLOAD_NOTE,
+    AppServer,
+    ask,
+    assert_inert,
+    logged_in,
+    messages,
+    open_chat,
+    start_app,
+    unsafe_nodes,
+    warm_up,
+)
+
+pytestmark = pytest.mark.e2e
+
+QUESTION_BOX = "Ask a question"  # the placeholder when a Langflow flow answers
+WORDS = [f"word{n:02d}" for n in range(1, 31)]
+TOKEN_DELAY = 0.12  # seconds per word: the whole answer takes about 4 s
+# An inline image (which the saved answer turns into its text), then words that keep it on
+# screen while they stream.
+STREAMED_IMAGE = "An image: ![x](data:text/html;base64,PHNjcmlwdD4=) " + " ".join(f"then{n}" for n in range(40))
+
+
+@pytest.fixture(scope="module")
+def langflow_app(langflow, tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[AppServer]:
+    """A second app, answering with the model flow (OpenAI stub behind Langflow); user alice."""
+    settings = {
+        "LANGFLOW_URL": langflow.base_url,
+        "LANGFLOW_FLOW_ID": langflow.model_flow,
+        "LANGFLOW_API_KEY": langflow.api_key,
+    }
+    server = start_app(tmp_path_factory.mktemp("langflow-app"), extra_env=settings, users=("alice",))
+    warm_up(browser, server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(browser: Browser, langflow_app: AppServer) -> Iterator[Page]:
+    with logged_in(browser, langflow_app, "alice") as page:
+        yield page
+
+
+@pytest.fixture
+def page(alice: Page) -> Page:
+    open_chat(alice)
+    return alice
+
+
+def test_answer_appears_progressively(page: Page, langflow_app: AppServer, model_stub):
+    model_stub.configure(answer=" ".join(WORDS), token_delay=TOKEN_DELAY)
+    box = page.get_by_placeholder(QUESTION_BOX)
+    box.fill("Count to thirty, slowly.")
+    box.press("Enter")
+
+    answer = messages(page).nth(1)
+    expect(answer).to_contain_text(WORDS[0], timeout=60_000)  # the flow's first run builds its graph
+    first_seen = time.monotonic()
+    assert WORDS[-1] not in answer.inner_text(), "the whole answer arrived at once"
+    expect(answer).to_contain_text(WORDS[len(WORDS) // 2])
+    assert WORDS[-1] not in answer.inner_text()
+    expect(answer).to_contain_text(WORDS[-1])
+    streamed_for = time.monotonic() - first_seen
+    assert streamed_for > TOKEN_DELAY * len(WORDS) / 2, f"last word only {streamed_for:.1f} s after the first"
+
+    expect(answer.get_by_test_id("stFeedback")).to_be_visible()  # saved
+    expect(answer).to_contain_text(" ".join(WORDS))
+    expect(answer.get_by_test_id("stCaptionContainer")).to_contain_text(langflow_app.env["LANGFLOW_FLOW_ID"])
+
+
+def test_model_answer_with_payloads_runs_nothing_while_streaming(page: Page, langflow_app: AppServer, model_stub):
+    """Issue #5 through the real Langflow path: the payloads stream in word by word."""
+    model_stub.configure(answer=PAYLOAD_NOTE, token_delay=0.03)
+    answer = ask(page, "Show me the incident notes.", placeholder=QUESTION_BOX)
+    expect(answer).to_contain_text('<script>window.__pwned = "script"</script>')
+    assert_inert(page)
+
+
+def test_streamed_answer_shows_no_image_with_an_unsafe_scheme(page: Page, langflow_app: AppServer, model_stub):
+    """While an answer streams, pages/chat.py shows escape_html(chunk) but not safe_markdown, so
+    ``![x](data:text/html;…)`` is an <img src="data:text/html;…"> until the saved answer
+    replaces it with the text "x". An image runs nothing, but render.py promises that no
+    image or link with another scheme than http(s)/mailto is ever shown."""
+    model_stub.configure(answer=STREAMED_IMAGE, token_delay=0.03)
+    ask(page, "Show me the incident notes again.", placeholder=QUESTION_BOX)
+    assert [seen for seen in unsafe_nodes(page) if seen.startswith("url ")] == []
