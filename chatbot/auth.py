@@ -123,6 +123,19 @@ def _actor(db: sessionmaker[Session], authenticator: stauth.Authenticate, userna
 
 
 def logout_button() -> None:
+    """Log out: forget the session, delete the login cookie in the browser, show nothing else.
+
+    The run stops right after, so the page is not drawn for a user who just left and the
+    cookie-deleting component stays on the page long enough to run in the browser.
+    """
     authenticator = st.session_state.get("auth_authenticator")
-    if authenticator is not None:
-        authenticator.logout("Log out", location="sidebar", key="auth_logout")
+    if authenticator is None or not st.button("Log out", key="auth_logout"):
+        return
+    username = st.session_state.get("username")
+    authenticator.authentication_controller.logout()
+    authenticator.cookie_controller.delete_cookie()
+    st.session_state.pop("auth_recorded", None)
+    st.session_state.pop("actor", None)
+    logger.info("user %r logged out", username)
+    st.info("You are logged out.")
+    st.stop()

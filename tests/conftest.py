@@ -17,7 +17,10 @@ from chatbot import store
 from chatbot.store import Actor
 from tests.replay_server import FLOW_ID, ReplayServer, echo_flow
 
-pytest_plugins = ["tests.langflow_server"]  # the real Langflow server fixtures (marker: langflow)
+pytest_plugins = [
+    "tests.langflow_server",  # the real Langflow server fixtures (marker: langflow)
+    "tests.browser",  # one Chromium for the e2e and deploy suites
+]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 NOTES = Path(__file__).resolve().parent.parent / "notes"

@@ -84,3 +84,12 @@ def test_too_many_failed_logins_lock_the_account(app_db, monkeypatch):
     at = logged_in()  # the right password, too late
     assert len(at.chat_input) == 0
     assert any("Maximum number of login attempts exceeded" in e.value for e in at.error)
+
+
+def test_logging_out_hides_the_page_at_once_and_then_shows_the_login_form(app_db):
+    at = logged_in()
+    at.sidebar.button(key="auth_logout").click().run()
+    assert not at.exception
+    assert [i.value for i in at.info] == ["You are logged out."] and len(at.chat_input) == 0
+    at.run()
+    assert [t.label for t in at.text_input] == ["Username", "Password"]

@@ -22,16 +22,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from chatbot.config import setting_names
-from tests.conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1280, "height": 800}
 START_TIMEOUT = 60.0  # a cold `streamlit run` takes about 5 s on 2 cores
 COOKIE_KEY = "e2e-only-cookie-key-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -250,14 +247,6 @@ def warm_up(browser: Browser, server: AppServer) -> None:
 # -- the browser ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def new_context(browser: Browser) -> BrowserContext:
