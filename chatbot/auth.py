@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
+from datetime import datetime
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -118,8 +120,37 @@ def _actor(db: sessionmaker[Session], authenticator: stauth.Authenticate, userna
     if st.session_state.get("auth_recorded") != username:
         logger.info("user %r logged in", username)
         st.session_state["auth_recorded"] = username
+        _remember_login_cookie(authenticator)
+    _keep_login_cookie(authenticator)
     st.session_state["auth_authenticator"] = authenticator
     return actor
+
+
+COOKIE_SETTLE_SECONDS = 30.0
+
+
+def _remember_login_cookie(authenticator: stauth.Authenticate) -> None:
+    """After a form login, note the cookie the authenticator just asked the browser to store."""
+    model = authenticator.cookie_controller.cookie_model
+    if model.exp_date:  # None after a login from an existing cookie: nothing to store
+        st.session_state["auth_cookie"] = (model._token_encode(), model.exp_date, time.monotonic())
+
+
+def _keep_login_cookie(authenticator: stauth.Authenticate) -> None:
+    """Keep the cookie-writing component on the page for a while after login.
+
+    streamlit-authenticator renders it only in the login run; a rerun soon after (another
+    component reporting back) can remove it before the browser ran it, and then a reload
+    logs the user out. Drawn with the same arguments on every run, it stays mounted and
+    runs once.
+    """
+    token, expires, since = st.session_state.get("auth_cookie") or (None, 0.0, 0.0)
+    if token is None or time.monotonic() - since > COOKIE_SETTLE_SECONDS:
+        return
+    model = authenticator.cookie_controller.cookie_model
+    model.cookie_manager.set(model.cookie_name, token, key="auth_cookie_keep",
+                             expires_at=datetime.fromtimestamp(expires))
+
 
 
 def logout_button() -> None:
@@ -134,8 +165,8 @@ def logout_button() -> None:
     username = st.session_state.get("username")
     authenticator.authentication_controller.logout()
     authenticator.cookie_controller.delete_cookie()
-    st.session_state.pop("auth_recorded", None)
-    st.session_state.pop("actor", None)
+    for key in ("auth_recorded", "actor", "auth_cookie"):
+        st.session_state.pop(key, None)
     logger.info("user %r logged out", username)
     st.info("You are logged out.")
     st.stop()
