@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before, code_before = time.perf_counter(), os.getloadavg(), code_state()
     figures = _run_all(scale, backends, chosen)
     code_after = code_state()
-    if code_after != code_before:
+    changed = code_after["sources_sha256"] != code_before["sources_sha256"]
+    if changed:
         logging.getLogger("bench").warning(
             "the sources changed during the run (%s -> %s): the figures mix two versions; run again",
             code_before["sources_sha256"], code_after["sources_sha256"],
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.perf_counter() - started, 1),
         # Other work on the machine slows absolute figures; the same-run baselines share it.
         "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
-        "code": {**code_before, "changed_during_run": code_after != code_before}
-        | ({"sources_sha256_end": code_after["sources_sha256"]} if code_after != code_before else {}),
+        "code": {**code_before, "changed_during_run": changed}
+        | ({"sources_sha256_end": code_after["sources_sha256"]} if changed else {}),
     }  # fmt: skip
     results = write_results(Path(out), figures, meta)
     print()

@@ -44,7 +44,7 @@ def run(ctx: Context) -> list[Figure]:
         paced = _measure(ctx, url, pairs=5 if ctx.quick else 15)
     for figure, slow in zip(figures, paced):
         figure.details["paced_1ms"] = {"ours_ms": round(slow.value, 2), "bare_ms": round(slow.baseline, 2),
-                                       "ratio": round(slow.ratio, 4)}  # fmt: skip
+                                       "median_of_pair_ratios": round(slow.ratio, 4)}  # fmt: skip
     return figures
 
 
@@ -120,16 +120,16 @@ def _measure(ctx: Context, url: str, *, pairs: int) -> list[Figure]:
     for index, (label, what) in enumerate((("ttft", "time to first token"), ("total", "total time"))):
         mine = Stats.of([r[index] for r in results["ours"]])
         theirs = Stats.of([r[index] for r in results["bare"]])
-        per_pair = [a[index] / b[index] for a, b in zip(results["ours"], results["bare"])]
-        ratio = mine.median / theirs.median
+        # The rule's statistic: each pair shares the machine's state at that moment.
+        ratio = statistics.median(a[index] / b[index] for a, b in zip(results["ours"], results["bare"]))
         ctx.log("client_overhead %s: %.2f ms vs bare %.2f ms (%.3f×, %d pairs)", label, mine.median * 1000,
                 theirs.median * 1000, ratio, pairs)  # fmt: skip
         figures.append(Figure(
             name=f"client_overhead.{label}", value=mine.median * 1000, unit="ms",
-            target=f"{what} ≤ {LIMIT:g} × bare requests loop", met=ratio <= LIMIT,
-            baseline=theirs.median * 1000, baseline_label="bare requests loop",
-            details={"pairs": pairs, "tokens": TOKENS, "ours_ms": mine.summary(3),
-                     "bare_ms": theirs.summary(3), "median_of_pair_ratios": round(statistics.median(per_pair), 4),
+            target=f"{what} ≤ {LIMIT:g} × bare requests loop (median of per-pair ratios)", met=ratio <= LIMIT,
+            baseline=theirs.median * 1000, baseline_label="bare requests loop", paired_ratio=ratio,
+            details={"pairs": pairs, "tokens": TOKENS, "ours_ms": mine.summary(digits=3),
+                     "bare_ms": theirs.summary(digits=3), "ratio_of_medians": round(mine.median / theirs.median, 4),
                      "cpu_ms_per_stream": cpu_ms},
         ))  # fmt: skip
     return figures

@@ -20,7 +20,8 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 class Figure:
     """One measured figure, the rule it must meet, and the baseline measured in the same run.
 
-    ``ratio`` is value / baseline. ``met`` is None when the rule could not be checked
+    ``ratio`` is value / baseline, or the median of per-pair ratios when the two ran in pairs
+    (``paired_ratio``). ``met`` is None when the rule could not be checked
     (say, PostgreSQL was unreachable); ``details`` holds spreads, counts and notes.
     """
 
@@ -32,9 +33,12 @@ class Figure:
     baseline: float | None = None
     baseline_label: str = ""
     details: dict = field(default_factory=dict)
+    paired_ratio: float | None = None  # median of per-pair ratios, when A and B ran in pairs
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if self.baseline in (None, 0) or math.isnan(self.value):
             return None
         return self.value / self.baseline
@@ -46,7 +50,7 @@ class Figure:
             "baseline": None if self.baseline is None else _round(self.baseline),
             "ratio": None if ratio is None else _round(ratio, 4), "met": self.met,
             "baseline_is": self.baseline_label, "details": self.details,
-        }  # fmt: skip
+        } | ({"ratio_is": "median of the per-pair ratios"} if self.paired_ratio is not None else {})  # fmt: skip
 
 
 def _round(value: float, digits: int = 3) -> float:
