@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import unavailable
 from tests.openai_stub import OpenAIStub
 
 log = logging.getLogger(__name__)
@@ -482,13 +483,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "langflow: needs a real Langflow server (slow; the langflow fixture)")
 
 
-def _unavailable(reason: str) -> None:
-    """Skip on a laptop; fail in CI, where a missing Langflow must not pass silently."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Langflow integration tests cannot run: {reason}", pytrace=False)
-    pytest.skip(f"Langflow not available: {reason}")
-
-
 def launch(workdir: Path, stub: OpenAIStub) -> LangflowServer:
     """A server with the test flows, or the reason it cannot be had, as LangflowUnavailableError."""
     server = start_langflow(workdir, api_key=f"sk-test-{secrets.token_hex(16)}")
@@ -520,7 +514,7 @@ def langflow(tmp_path_factory: pytest.TempPathFactory, openai_stub: OpenAIStub):
     try:
         server = launch(tmp_path_factory.mktemp("langflow"), openai_stub)
     except LangflowUnavailableError as error:
-        _unavailable(str(error))
+        unavailable(f"Langflow is not available: {error}")
     yield server
     server.stop()
 
@@ -531,7 +525,7 @@ def langflow_disposable(tmp_path: Path, openai_stub: OpenAIStub):
     try:
         server = launch(tmp_path / "langflow", openai_stub)
     except LangflowUnavailableError as error:
-        _unavailable(str(error))
+        unavailable(f"Langflow is not available: {error}")
     yield server
     server.stop()
 
