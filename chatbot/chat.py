@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot import store
@@ -36,13 +37,18 @@ def clean_question(text: str | None, *, max_chars: int) -> str | None:
     return cleaned
 
 
+INTERRUPTED = "The answer was interrupted before it finished."
+
+
 @dataclass
 class Turn:
     """A question saved in a conversation, and the answer streaming for it.
 
     Iterate ``chunks()`` to stream the answer; afterwards ``message_id``, ``status`` and
-    ``error`` say what was saved. Closing the iterator early saves the partial answer as
-    ``interrupted`` and closes the engine's connection.
+    ``error`` say what was saved. The answer is in the database from its start, marked
+    interrupted, and its text is saved every ``save_every`` seconds while it streams: a server
+    that dies mid-answer leaves what had arrived. Closing the iterator early saves the partial
+    answer as ``interrupted`` and closes the engine's connection.
     """
 
     db: sessionmaker[Session]
@@ -51,6 +57,7 @@ class Turn:
     session_id: str
     question: str
     backend: ChatBackend
+    save_every: float = 1.0
     status: str | None = None
     error: ChatbotError | None = None
     message_id: int | None = None
@@ -59,13 +66,18 @@ class Turn:
 
     def chunks(self) -> Iterator[str]:
         started, first, parts, answer = time.perf_counter(), None, [], None
-        events = self.backend.stream(self.question, session_id=self.session_id)
         self.status = "interrupted"
+        self._start()
+        events = self.backend.stream(self.question, session_id=self.session_id)
+        saved = started
         try:
             for event in events:
                 if isinstance(event, Token):
                     first = first or time.perf_counter()
                     parts.append(event.text)
+                    if time.perf_counter() - saved >= self.save_every:
+                        self._save_progress("".join(parts))
+                        saved = time.perf_counter()
                     yield event.text
                 elif isinstance(event, Answer):
                     answer = event
@@ -75,9 +87,27 @@ class Turn:
             logger.warning("answer failed in conversation %s: %s", self.conversation_id, exc.detail)
         finally:
             events.close()
-            self._save(answer, "".join(parts), started, first)
+            self._finish(answer, "".join(parts), started, first)
 
-    def _save(self, answer: Answer | None, partial: str, started: float, first: float | None) -> None:
+    def _start(self) -> None:
+        """The answer's row, before the engine is called: interrupted until it is finished."""
+        flow_id = self.backend.label if self.backend.engine == "langflow" else None
+        with self.db.begin() as session:
+            message = store.append_message(
+                session, self.actor, self.conversation_id, role="assistant", content="",
+                status="interrupted", error=INTERRUPTED, engine=self.backend.engine, flow_id=flow_id,
+            )
+            self.message_id = message.id
+
+    def _save_progress(self, partial: str) -> None:
+        """Best effort: a failed intermediate save must not cut the answer off; the last one counts."""
+        try:
+            with self.db.begin() as session:
+                store.update_answer(session, self.actor, self.message_id, content=partial)
+        except SQLAlchemyError as exc:
+            logger.warning("could not save the partial answer %s yet: %s", self.message_id, exc)
+
+    def _finish(self, answer: Answer | None, partial: str, started: float, first: float | None) -> None:
         finished = time.perf_counter()
         self.text = answer.text if answer is not None and self.status == "complete" else partial
         usage = (answer.usage or {}) if answer else {}
@@ -90,15 +120,12 @@ class Turn:
             "output_tokens": usage.get("output_tokens"),
             "total_tokens": usage.get("total_tokens"),
         }
-        error = str(self.error) if self.error else None
-        if self.status == "interrupted":
-            error = "The answer was interrupted before it finished."
+        error = INTERRUPTED if self.status == "interrupted" else str(self.error) if self.error else None
         with self.db.begin() as session:
-            message = store.append_message(
-                session, self.actor, self.conversation_id, role="assistant", content=self.text,
-                status=self.status, error=error, **self.metadata,
+            store.update_answer(
+                session, self.actor, self.message_id, content=self.text, status=self.status, error=error,
+                **self.metadata,
             )
-            self.message_id = message.id
 
 
 def ask(

@@ -238,6 +238,32 @@ def append_message(
     return message
 
 
+def update_answer(
+    session: Session, actor: Actor, message_id: int, *, content: str, status: str | None = None,
+    **fields,
+) -> None:
+    """Rewrite an answer in the actor's conversation: its text so far, and at the end its status.
+
+    An answer is saved while it streams, so a crashed server leaves it with what had arrived.
+    """
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    owned = select(Conversation.id).where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+    values = {"content": storable(content), **fields} | ({"status": status} if status else {})
+    touched = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.role == "assistant", Message.conversation_id.in_(owned))
+        .values(**values)
+        .returning(Message.conversation_id)
+    ).scalar()
+    if touched is None:
+        raise NotFoundError("This answer does not exist or was deleted.")
+    if status is not None:
+        session.execute(
+            update(Conversation).where(Conversation.id == touched).values(updated_at=utcnow(), last_status=status)
+        )
+
+
 def list_messages(
     session: Session, actor: Actor, conversation_id: int, *, limit: int | None = None,
     any_owner: bool = False,

@@ -91,6 +91,30 @@ def test_leaving_mid_answer_saves_it_as_interrupted(db, users, langflow):
         "one ", "interrupted", "The answer was interrupted before it finished.")
 
 
+def test_the_answer_is_in_the_database_while_it_streams(db, users, langflow):
+    """A server killed mid-answer leaves the text that had arrived, marked interrupted."""
+    turn = chat.ask(db, users["alice"], None, "one two three four", client(langflow), max_chars=100)
+    turn.save_every = 0
+    stream = turn.chunks()
+    assert [next(stream), next(stream)] == ["one ", "two "]
+    assert messages(db, users["alice"], turn.conversation_id) == [
+        ("user", "one two three four", "complete"), ("assistant", "one two ", "interrupted")]
+    assert list(stream) == ["three ", "four"]
+    assert messages(db, users["alice"], turn.conversation_id)[-1] == ("assistant", "one two three four", "complete")
+
+
+def test_an_engine_that_fails_before_any_token_leaves_one_error_answer(db, users, langflow):
+    langflow.answer(lambda r: stream_reply(failed_run("no model", session_id=r.body["session_id"])))
+    turn = chat.ask(db, users["alice"], None, "hello", client(langflow), max_chars=100)
+    assert list(turn.chunks()) == []
+    with db.begin() as session:
+        conversation = store.get_conversation(session, users["alice"], turn.conversation_id)
+        answer = store.list_messages(session, users["alice"], turn.conversation_id)[-1]
+    assert (answer.role, answer.status, answer.content) == ("assistant", "error", "")
+    assert "no model" in answer.error
+    assert (conversation.message_count, conversation.last_status) == (2, "error")
+
+
 def test_retry_asks_the_last_question_again_without_saving_it_twice(db, users, langflow):
     langflow.answer(lambda r: stream_reply(failed_run("down", session_id=r.body["session_id"])))
     turn = chat.ask(db, users["alice"], None, "are you there", client(langflow), max_chars=100)

@@ -84,6 +84,7 @@ def test_another_users_conversation_is_not_found_by_any_function(db, users):
         lambda s: store.purge_conversation(s, bob, cid),
         lambda s: store.last_question(s, bob, cid),
         lambda s: store.set_feedback(s, bob, answer.id, score=0),
+        lambda s: store.update_answer(s, bob, answer.id, content="rewritten", status="complete"),
     ]
     for call in calls:
         with pytest.raises(NotFoundError), db.begin() as session:
@@ -93,6 +94,24 @@ def test_another_users_conversation_is_not_found_by_any_function(db, users):
         assert store.feedback_for(session, bob, [answer.id]) == {}
         conversation = store.get_conversation(session, alice, cid)
         assert (conversation.title, conversation.message_count) == ("What is a window function?", 2)
+        assert [m.content for m in store.list_messages(session, alice, cid)][-1] == "a"
+
+
+def test_an_answer_is_rewritten_in_place_and_only_a_final_status_moves_the_conversation(db, users):
+    alice = users["alice"]
+    cid = start(db, alice)
+    with db.begin() as session:
+        answer = store.append_message(session, alice, cid, role="assistant", content="", status="interrupted")
+    with db.begin() as session:
+        store.update_answer(session, alice, answer.id, content="Half an")
+        assert store.get_conversation(session, alice, cid).last_status == "interrupted"
+    with db.begin() as session:
+        store.update_answer(session, alice, answer.id, content="Half an answer\x00.", status="complete", error=None)
+    with db.begin() as session:
+        conversation = store.get_conversation(session, alice, cid)
+        kept = [(m.role, m.content, m.status) for m in store.list_messages(session, alice, cid)]
+    assert kept[-1] == ("assistant", "Half an answer\ufffd.", "complete")
+    assert (conversation.message_count, conversation.last_status) == (2, "complete")
 
 
 def test_admin_reads_any_conversation_only_when_asked_and_cannot_write_to_it(db, users):

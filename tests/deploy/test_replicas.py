@@ -225,32 +225,36 @@ def test_a_question_interrupted_by_a_replica_kill_is_kept_and_can_be_retried(
     box = visit.page.get_by_placeholder(QUESTION_BOX)
     box.fill(question)
     box.press("Enter")
-    expect(messages(visit.page).nth(1)).to_contain_text("Answer to:")  # streaming has begun
+    # Two seconds into the answer: more than one of the chat's once-a-second saves has happened.
+    expect(messages(visit.page).nth(1)).to_contain_text("please and more more")
     conversation = conversation_id_when_set(visit.page)
 
     langflow.disconnected.clear()
     cluster.kill(doomed)
     assert langflow.disconnected.wait(10), "the answer's Langflow request was not cancelled"
+    answer = answer_for(question)
+    (_, partial, status), = [row for row in stored(database_url, conversation) if row[0] == "assistant"]
+    assert status == "interrupted"
+    assert partial.startswith(f"Answer to: {question}") and answer.startswith(partial)  # at most ~1 s lost
 
-    # On the survivor: the question is there, with Retry. (Today the partial answer dies with
-    # the replica, so the page says the question has no answer yet; once partial answers are
-    # saved while streaming, it shows them marked interrupted. Both offer Retry.)
+    # On the survivor: the question and what had arrived of the answer, marked interrupted, with Retry.
     wait_for_log(cluster, survivor, "user 'alice' logged in")
     settle(visit.page, quiet=1.5)
+    expect(messages(visit.page).nth(1)).to_contain_text("interrupted")
     retry = visit.page.get_by_role("button", name="Retry")
     expect(retry).to_be_visible()
-    assert transcript(visit.page)[0] == question
+    assert [line.strip() for line in transcript(visit.page)[:2]] == [question, partial.strip()]
     langflow.answer(answer_fast)
     retry.click()
 
-    answer = answer_for(question)
     expect(messages(visit.page).last).to_contain_text(answer)
     expect(messages(visit.page).last.get_by_role("radio", name="Thumbs up")).to_be_visible()
     expect(retry).to_have_count(0)
     settle(visit.page)
     shown, kept = transcript(visit.page), stored(database_url, conversation)
     assert (shown[0], shown[-1]) == (question, answer)
-    assert (kept[0], kept[-1]) == (("user", question, "complete"), ("assistant", answer, "complete"))
+    assert kept == [("user", question, "complete"), ("assistant", partial, "interrupted"),
+                    ("assistant", answer, "complete")]
 
 
 def test_replicas_starting_together_on_an_empty_database_take_turns_to_migrate(
