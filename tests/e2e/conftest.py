@@ -405,6 +405,12 @@ def assert_inert(page: Page) -> None:
     assert [seen for seen in unsafe_nodes(page) if not DATA_IMAGE.match(seen)] == []
 
 
+def assert_no_traceback(page: Page) -> None:
+    """No Streamlit exception box and no Python traceback anywhere on the page."""
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert "Traceback (most recent call last)" not in page.inner_text("body")
+
+
 def open_history(page: Page) -> None:
     """Go to /history the way people do, by the sidebar link (see test_history_opens_by_its_url)."""
     sidebar(page).get_by_role("link", name="History").click()

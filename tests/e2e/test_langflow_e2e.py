@@ -13,6 +13,7 @@ from tests.e2e.conftest import (
     AppServer,
     ask,
     assert_inert,
+    assert_no_traceback,
     logged_in,
     messages,
     open_chat,
@@ -94,3 +95,30 @@ def test_streamed_answer_shows_no_image_with_an_unsafe_scheme(page: Page, langfl
     model_stub.configure(answer=STREAMED_IMAGE, token_delay=0.03)
     ask(page, "Show me the incident notes again.", placeholder=QUESTION_BOX)
     assert [seen for seen in unsafe_nodes(page) if seen.startswith("url ")] == []
+
+
+def test_a_model_stream_cut_mid_answer_shows_an_error_and_the_question_survives_a_reload(
+    page: Page, langflow_app: AppServer, model_stub
+):
+    """The model behind the real Langflow drops its connection after five words (no [DONE])."""
+    model_stub.configure(answer=" ".join(WORDS), token_delay=0.05, cut_after=5)
+    question = "Count to thirty, if the model lets you."
+    answer = ask(page, question, placeholder=QUESTION_BOX)
+    expect(answer.get_by_test_id("stAlert")).to_contain_text("peer closed connection")  # Langflow's own words
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    assert WORDS[-1] not in answer.inner_text()
+    assert_no_traceback(page)
+
+    page.reload()
+    expect(messages(page)).to_have_count(2)
+    expect(messages(page).first.get_by_test_id("stChatMessageContent")).to_have_text(question)
+    expect(messages(page).nth(1).get_by_test_id("stAlert")).to_contain_text("No answer: ")
+    assert_no_traceback(page)
+
+    model_stub.configure(cut_after=None, token_delay=0.0)
+    page.get_by_role("button", name="Retry").click()
+    expect(messages(page)).to_have_count(3)
+    expect(messages(page).last).to_contain_text(" ".join(WORDS))
+    expect(messages(page).last.get_by_test_id("stFeedback")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    assert "Traceback" not in langflow_app.log_path.read_text()

@@ -1,0 +1,77 @@
+"""Issue #5 in Chromium: Langflow down. The user sees what failed, keeps the question, and Retry works once it is back."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.conftest import (
+    AppServer,
+    ask,
+    assert_no_traceback,
+    free_port,
+    logged_in,
+    messages,
+    start_app,
+    warm_up,
+)
+from tests.replay_server import FLOW_ID, ReplayServer, echo_flow
+
+pytestmark = pytest.mark.e2e
+
+QUESTION_BOX = "Ask a question"  # the placeholder when a Langflow flow answers
+
+
+@pytest.fixture(scope="module")
+def langflow_port() -> int:
+    """Where the app expects Langflow; nothing listens there until a test starts a server."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def unreachable_app(langflow_port: int, tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[AppServer]:
+    settings = {
+        "LANGFLOW_URL": f"http://127.0.0.1:{langflow_port}",
+        "LANGFLOW_FLOW_ID": FLOW_ID,
+        "LANGFLOW_API_KEY": "sk-e2e-secret-key",
+    }
+    server = start_app(tmp_path_factory.mktemp("unreachable-app"), extra_env=settings, users=("alice",))
+    warm_up(browser, server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, unreachable_app: AppServer) -> Iterator[Page]:
+    with logged_in(browser, unreachable_app, "alice") as page:
+        yield page
+
+
+def test_langflow_unreachable_keeps_the_question_across_a_reload_and_retry_answers_once_it_is_back(
+    page: Page, unreachable_app: AppServer, langflow_port: int
+):
+    question = "Which accounts churned in March?"
+    answer = ask(page, question, placeholder=QUESTION_BOX)
+    expect(answer.get_by_test_id("stAlert")).to_contain_text(
+        f"No answer: Cannot reach Langflow at http://127.0.0.1:{langflow_port}: connection refused")
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    assert_no_traceback(page)
+    assert "sk-e2e-secret-key" not in page.content()
+
+    page.reload()
+    expect(messages(page)).to_have_count(2)
+    expect(messages(page).first.get_by_test_id("stChatMessageContent")).to_have_text(question)
+    expect(messages(page).nth(1).get_by_test_id("stAlert")).to_contain_text("Cannot reach Langflow")
+    assert_no_traceback(page)
+
+    with ReplayServer(default=functools.partial(echo_flow, tokens=True), port=langflow_port):
+        page.get_by_role("button", name="Retry").click()
+        expect(messages(page)).to_have_count(3)
+        expect(messages(page).last).to_contain_text(question)
+        expect(messages(page).last.get_by_test_id("stFeedback")).to_be_visible()
+    expect(messages(page).last.get_by_test_id("stAlert")).to_have_count(0)
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    assert "Traceback" not in unreachable_app.log_path.read_text()
