@@ -1,6 +1,7 @@
 """Entry point: page config, settings check, login gate, navigation. Nothing else."""
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -22,12 +23,28 @@ def navigation(position: str = "sidebar"):
 
     Until a session has seen st.navigation, the widgets rendered before it (the login form,
     the cookie component) get other ids than in later runs, and the first login is lost.
+    That first run also notes which page the URL asked for (see open_page_asked_for).
     """
+    first = "app_pages_known" not in st.session_state
+    if first:  # st.context.url names the page asked for only until st.navigation has chosen one
+        st.session_state["app_asked_for"] = (urlparse(st.context.url or "").path, st.query_params.to_dict())
     page = st.navigation(PAGES, position=position)
-    if "app_pages_known" not in st.session_state:
+    if first:
         st.session_state["app_pages_known"] = True
         st.rerun()
     return page
+
+
+def open_page_asked_for(current) -> None:
+    """Open the page that the session's first URL named (a bookmark of /history, say).
+
+    Streamlit resolves a first load of /history to the page hash of its legacy pages/ mode,
+    which st.navigation does not know, so it runs the default page instead.
+    """
+    path, query = st.session_state.pop("app_asked_for", ("", {}))
+    asked = [p for p in PAGES if p.url_path and path.rstrip("/").endswith("/" + p.url_path)]
+    if asked and asked[0].url_path != current.url_path:
+        st.switch_page(asked[0], query_params=query)
 
 
 def stop() -> None:
@@ -60,6 +77,7 @@ if actor is None:
 st.session_state["actor"] = actor
 
 page = navigation()
+open_page_asked_for(page)
 with st.sidebar:
     st.caption(f"Signed in as **{actor.name}** ({actor.role})")
     auth.logout_button()

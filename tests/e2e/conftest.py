@@ -412,7 +412,7 @@ def assert_no_traceback(page: Page) -> None:
 
 
 def open_history(page: Page) -> None:
-    """Go to /history the way people do, by the sidebar link (see test_history_opens_by_its_url)."""
+    """Go to /history by the sidebar link, as people do once logged in."""
     sidebar(page).get_by_role("link", name="History").click()
     expect(page.get_by_role("heading", name="History")).to_be_visible()
     settle(page)

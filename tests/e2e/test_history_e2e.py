@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     search_history,
     select_row,
     table_titles,
+    wait_for_login_cookie,
 )
 
 pytestmark = pytest.mark.e2e
@@ -147,16 +148,23 @@ def check_excel(path: Path) -> None:
     check_rows(rows, neutralized=True)
 
 
-@pytest.mark.xfail(strict=True, reason="app bug: a full load of /history shows the chat page")
-def test_history_opens_by_its_url(page: Page, app_server: AppServer):
-    """A bookmark of /history shows the history page once logged in (a reload there, too).
+def test_history_opens_by_its_url_before_and_after_login(page: Page, app_server: AppServer):
+    """A bookmark of /history, with its filter, shows the history page once logged in, and a reload keeps it.
 
-    Today the page stays blank for about a second, then a rerun (seemingly the one the
-    login cookie component triggers with its first value) runs the default page instead:
-    the chat, with the URL rewritten to /?c=<latest conversation>.
+    Regression: Streamlit resolved a first load of /history to its legacy pages/ hash, which
+    st.navigation does not know, so the chat page opened instead.
     """
-    login(page, "alice", base_url=f"{app_server.base_url}/history")
+    bookmark = f"{app_server.base_url}/history?history_search=window"
+    login(page, "alice", base_url=bookmark)
     chat_box = page.get_by_placeholder(QUESTION_BOX)
     expect(history_table(page).or_(chat_box)).to_be_visible()  # whichever page it settles on
     expect(chat_box).to_have_count(0, timeout=2_000)
-    expect(page).to_have_url(f"{app_server.base_url}/history")
+    expect(page.get_by_label("Search messages")).to_have_value("window")
+    expect(page).to_have_url(bookmark)
+
+    wait_for_login_cookie(page)
+    page.reload()  # logged in by the cookie this time
+    expect(history_table(page).or_(chat_box)).to_be_visible()
+    expect(chat_box).to_have_count(0, timeout=2_000)
+    expect(page.get_by_label("Search messages")).to_have_value("window")
+    expect(page).to_have_url(bookmark)
