@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import datetime
 
+import jwt
 import streamlit as st
 import streamlit_authenticator as stauth
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,6 +87,7 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     authenticator = stauth.Authenticate(
         creds, settings.auth_cookie_name, cookie_key(settings), settings.auth_cookie_days, auto_hash=False
     )
+    _log_bad_cookies(authenticator)
     try:
         authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login")
     except LoginError as exc:
@@ -97,6 +99,24 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     if not status:
         return None
     return _actor(db, authenticator, st.session_state["username"])
+
+
+def _log_bad_cookies(authenticator: stauth.Authenticate) -> None:
+    """A login cookie that does not decode (expired key, tampered, stale) means "not logged in".
+
+    streamlit-authenticator prints the reason to stdout, which breaks JSON-lines logs; this
+    authenticator logs it instead (same decoding, same False result).
+    """
+    model = authenticator.cookie_controller.cookie_model
+
+    def decode() -> dict | bool:
+        try:
+            return jwt.decode(model.token, model.cookie_key, algorithms=["HS256"])
+        except jwt.PyJWTError as exc:
+            logger.info("ignored a login cookie that does not decode: %s", exc)
+            return False
+
+    model._token_decode = decode
 
 
 def _record_failures(db: sessionmaker[Session], creds: dict, before: dict[str, int]) -> None:

@@ -173,11 +173,14 @@ def test_a_second_browser_on_another_replica_sees_the_same_conversation(shared_c
 
 def test_replicas_log_json_lines_on_stdout(shared_cluster, open_browser):
     visit = open_browser(shared_cluster, shared_cluster.ports[0])
+    # A login cookie that does not decode: streamlit-authenticator used to print why on stdout.
+    visit.page.context.add_cookies([{"name": "chatbot_auth", "value": "not-a-token", "url": shared_cluster.url}])
     login(visit, shared_cluster)
 
     entries = json_lines(shared_cluster.stdout_lines(shared_cluster.ports[0]))
     assert {"time", "level", "logger", "message"} <= set(entries[0])
     assert "user 'alice' logged in" in [entry["message"] for entry in entries]
+    assert "ignored a login cookie that does not decode: Not enough segments" in [e["message"] for e in entries]
 
 
 def test_conversation_continues_on_a_survivor_after_its_replica_is_killed(cluster, open_browser, database_url):
