@@ -56,7 +56,7 @@ def stop() -> None:
 
 try:
     settings = resources.settings()
-    db = resources.database(settings.database_url)
+    db = resources.database(settings.database_url, settings.db_pool_size)
 except ConfigError as exc:
     st.title("The app is not configured correctly")
     st.error(f"Setting **{exc.setting}**: {str(exc).split(': ', 1)[1]}", icon=":material/settings:")

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(secrets=read_secrets_file(), check_engine=False)
-        engine = database.make_engine(settings.database_url)
+        engine = database.make_engine(settings.database_url, pool_size=settings.db_pool_size)
         database.migrate(engine)
         return args.run(args, database.session_factory(engine))
     except ChatbotError as exc:

@@ -40,6 +40,7 @@ class Settings:
     auth_cookie_days: float = 30.0
     login_max_attempts: int = 5
     max_message_chars: int = 20_000
+    db_pool_size: int = 10
     chatbot_env: str = DEVELOPMENT
     log_level: str = "INFO"
     log_format: str = "text"
@@ -89,6 +90,7 @@ def load_settings(
         auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
         login_max_attempts=_number(raw, "LOGIN_MAX_ATTEMPTS", Settings.login_max_attempts, int),
         max_message_chars=_number(raw, "MAX_MESSAGE_CHARS", Settings.max_message_chars, int),
+        db_pool_size=_number(raw, "DB_POOL_SIZE", Settings.db_pool_size, int),
         chatbot_env=env,
         log_level=_log_level(raw.get("LOG_LEVEL", Settings.log_level)),
         log_format=_choice(raw, "LOG_FORMAT", ("text", "json"), Settings.log_format),

@@ -32,9 +32,9 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def database(database_url: str) -> sessionmaker[Session]:
+def database(database_url: str, pool_size: int = 10) -> sessionmaker[Session]:
     """The engine, migrated once per process; sessions for one user action each."""
-    engine = db.make_engine(database_url)
+    engine = db.make_engine(database_url, pool_size=pool_size)
     try:
         db.migrate(engine)
     except SQLAlchemyError as exc:

@@ -14,7 +14,7 @@ REDRAW_SECONDS = 0.05  # at most 20 redraws a second while an answer streams
 
 actor = ui.require_actor()
 settings = resources.settings()
-db = resources.database(settings.database_url)
+db = resources.database(settings.database_url, settings.db_pool_size)
 
 if "chat_limit" not in st.session_state:
     st.session_state["chat_limit"] = RECENT

@@ -29,7 +29,7 @@ TABLE_CONFIG = {
 
 actor = ui.require_actor()
 settings = resources.settings()
-db = resources.database(settings.database_url)
+db = resources.database(settings.database_url, settings.db_pool_size)
 readonly = resources.readonly_database(settings.database_url)
 
 st.title("History")

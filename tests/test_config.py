@@ -42,6 +42,7 @@ def test_environment_wins_over_secrets(tmp_path):
     ({"LANGFLOW_URL": "http://lf:7860", "LANGFLOW_FLOW_ID": "f", "LANGFLOW_API_KEY": "sk"}, "LANGFLOW_API_KEY", "truncated"),
     ({"LANGFLOW_TIMEOUT": "soon"}, "LANGFLOW_TIMEOUT", "must be a number"),
     ({"MAX_MESSAGE_CHARS": "-5"}, "MAX_MESSAGE_CHARS", "greater than 0"),
+    ({"DB_POOL_SIZE": "ten"}, "DB_POOL_SIZE", "must be a whole number"),
     ({"CHATBOT_ENV": "staging"}, "CHATBOT_ENV", "'development' or 'production'"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT", "text, json"),
 ])
