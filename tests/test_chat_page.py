@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from chatbot import store
+from chatbot import resources, store
 from tests.apps import ENTRY, ask, logged_in, saved, texts
 from tests.replay_server import (
     FLOW_ID,
@@ -104,3 +104,17 @@ def test_a_bad_setting_shows_one_clear_page(app_db, monkeypatch):
     assert not at.exception
     assert [t.value for t in at.title] == ["The app is not configured correctly"]
     assert "LANGFLOW_FLOW_ID" in at.error[0].value
+
+
+def test_a_note_added_while_the_app_runs_is_answered_from_after_the_next_check(app_db, tmp_path, monkeypatch):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "vacuum.md").write_text("# Vacuum\n\nAutovacuum runs when dead tuples pile up.\n")
+    monkeypatch.setenv("NOTES_DIR", str(notes))
+    at = ask(logged_in(), "What does the zebracorn runbook say?")
+    assert "zebracorn-runbook.md" not in texts(at)
+
+    (notes / "zebracorn-runbook.md").write_text("# Zebracorn\n\nRestart the zebracorn service twice.\n")
+    resources.notes_fingerprint.clear()  # what NOTES_CHECK_SECONDS of waiting does
+    at = ask(at, "What does the zebracorn runbook say?")
+    assert "zebracorn-runbook.md" in saved(app_db)[-1].content
