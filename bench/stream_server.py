@@ -24,7 +24,10 @@ def answer(delay: float):
 
 def main() -> None:
     delay = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
-    with ReplayServer(default=answer(delay)) as server:
+    # TCP_NODELAY, as Langflow's server sets it (uvicorn, on asyncio, does for every connection).
+    # Without it, each small event waits for the previous one's ACK, and a client that keeps its
+    # connection alive (as LangflowClient does) gets delayed ACKs that Langflow never causes.
+    with ReplayServer(default=answer(delay), nodelay=True) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # until the parent closes our stdin
 

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 MAX_RETRY_WAIT = 5.0  # seconds: a 429 asking to wait longer is reported, not waited out
 _SNIPPET = 300  # characters of a response body kept in messages and details
 _MIN_REDACTED = 6  # shortest API key that is scrubbed from error texts
+_END_WAIT = 0.2  # seconds the body's closing chunk may take to follow the `end` event
+_END_BYTES = 65_536  # more than this after `end`, and the connection is dropped, not drained
 
 # Where each documented answer shape keeps the text, in the order the doc prescribes.
 _TEXT_PATHS = (
@@ -121,7 +123,10 @@ class LangflowClient:
                     # A server or proxy that ignored ?stream=true: the whole answer at once.
                     yield from _answer_as_stream(read_answer(self._json(response), session_id=session_id))
                 else:
-                    yield from _stream_answer(parse_stream(self._chunks(response)), session_id=session_id)
+                    chunks = self._chunks(response)
+                    yield from _stream_answer(
+                        parse_stream(chunks), session_id=session_id, at_end=lambda: _read_to_end(response, chunks)
+                    )
             finally:
                 response.close()  # before `end` this drops the connection, and Langflow cancels the run
 
@@ -334,20 +339,25 @@ def parse_stream(chunks: Iterable[bytes]) -> Iterator[dict]:
     """Langflow's stream as event dicts: one JSON object per line, however the bytes are chunked."""
     pending = bytearray()
     for chunk in chunks:
-        searched = len(pending)  # no newline before this point
-        pending += chunk
-        last = pending.rfind(b"\n", searched)
-        if last < 0:
-            continue
-        lines, pending = pending[:last].split(b"\n"), pending[last + 1 :]
-        yield from (_parse_event(line) for line in lines if line.strip())
+        if not pending and chunk.endswith(b"\n"):  # whole lines, as Langflow sends them: no copy
+            lines = chunk.split(b"\n")
+        else:
+            searched = len(pending)  # no newline before this point
+            pending += chunk
+            last = pending.rfind(b"\n", searched)
+            if last < 0:
+                continue
+            lines, pending = pending[:last].split(b"\n"), pending[last + 1 :]
+        for line in lines:
+            if line.strip():
+                yield _parse_event(line)
     if pending.strip():
         yield _parse_event(pending)
 
 
 def _parse_event(line: bytes | bytearray) -> dict:
     try:
-        event = json.loads(bytes(line).decode("utf-8"))
+        event = json.loads(line.decode("utf-8"))
     except (ValueError, RecursionError):
         event = None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
@@ -359,8 +369,13 @@ def _parse_event(line: bytes | bytearray) -> dict:
     return event
 
 
-def _stream_answer(events: Iterator[dict], *, session_id: str) -> Iterator[Token | Answer]:
-    """Tokens as they come, then the Answer from ``end``; an ``error`` event or no ``end`` raises."""
+def _stream_answer(
+    events: Iterator[dict], *, session_id: str, at_end: Callable[[], None] = lambda: None
+) -> Iterator[Token | Answer]:
+    """Tokens as they come, then the Answer from ``end``; an ``error`` event or no ``end`` raises.
+
+    ``at_end`` runs once the answer is read, before it is yielded.
+    """
     messages: dict[str, dict] = {}  # add_message upserted by id: the latest state of each message
     streamed = False
     for event in events:
@@ -378,6 +393,7 @@ def _stream_answer(events: Iterator[dict], *, session_id: str) -> Iterator[Token
             answer = read_answer(
                 data.get("result") if isinstance(data, dict) else None, session_id=session_id
             )
+            at_end()
             if not streamed and answer.text:  # the flow did not stream: show its text now
                 yield Token(answer.text)
             yield answer
@@ -386,6 +402,27 @@ def _stream_answer(events: Iterator[dict], *, session_id: str) -> Iterator[Token
         "Langflow's stream ended before the answer was complete. Try again.",
         detail=f"no end event; {len(messages)} message(s), last text: {_snippet(_last_text(messages))}",
     )
+
+
+def _read_to_end(response: requests.Response, chunks: Iterator[bytes]) -> None:
+    """Read what follows ``end`` (the body's closing chunk), so that ``close()`` returns the
+    connection to the pool instead of dropping it.
+
+    Best effort and brief: a body that goes on, or does not end within ``_END_WAIT``, is left
+    unread, and ``close()`` drops the connection as it would have anyway.
+    """
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:  # already released, or not a socket we can bound
+        return
+    sock.settimeout(_END_WAIT)  # urllib3 sets its own timeout again when it reuses the connection
+    left = _END_BYTES
+    try:
+        for chunk in chunks:
+            left -= len(chunk)
+            if left < 0:
+                return
+    except LangflowError as exc:
+        logger.debug("the stream went on after its answer; dropping the connection: %s", exc.detail)
 
 
 def _token_chunk(data: object) -> str:

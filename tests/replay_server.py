@@ -278,14 +278,16 @@ def echo_flow(request: Received, *, tokens: bool = False) -> Reply:
 class ReplayServer:
     """Threaded HTTP server on 127.0.0.1 (a free port unless ``port``); use ``with ReplayServer() as server:``."""
 
-    def __init__(self, *, default: Responder = echo_flow, port: int = 0) -> None:
+    def __init__(self, *, default: Responder = echo_flow, port: int = 0, nodelay: bool = False) -> None:
         self.requests: list[Received] = []
         self.default = default  # answers when nothing is queued
         self.disconnected = threading.Event()  # set when a client left in the middle of an answer
         self.stopping = threading.Event()
         self._queue: deque[Reply | Responder] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        # nodelay: TCP_NODELAY on every connection, as Langflow's server (uvicorn on asyncio) sets it.
+        handler = type("_NoDelayHandler", (_Handler,), {"disable_nagle_algorithm": True}) if nodelay else _Handler
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self._httpd.replay = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(

@@ -361,6 +361,50 @@ def test_closing_a_waiting_stream_drops_the_connection(langflow):
     assert langflow.disconnected.wait(3)
 
 
+def port_recording_client(server: ReplayServer) -> tuple[LangflowClient, list[int]]:
+    """A client, and the local port of the connection each of its requests went out on."""
+    http, ports = make_http_session(), []
+    http.hooks["response"].append(lambda response, *args, **kwargs: ports.append(_local_port(response)))
+    return LangflowClient(base_url=server.url, flow_id=FLOW_ID, api_key=KEY, http=http), ports
+
+
+def _local_port(response) -> int:
+    return response.raw.connection.sock.getsockname()[1]
+
+
+def until_answer(stream) -> list[Token | Answer]:
+    """What a caller that stops at the Answer sees (the generator is closed once dropped)."""
+    items = []
+    for item in stream:
+        items.append(item)
+        if isinstance(item, Answer):
+            break
+    return items
+
+
+def test_a_finished_stream_returns_its_connection_to_the_pool(langflow):
+    client, ports = port_recording_client(langflow)
+
+    for _ in range(2):
+        assert list(client.stream("Hello", session_id=SESSION))[-1] == Answer(text="Hello")
+    for _ in range(2):
+        assert until_answer(client.stream("Hello", session_id=SESSION))[-1] == Answer(text="Hello")
+
+    assert len(ports) == 4 and len(set(ports)) == 1, f"one keep-alive connection expected, ports {ports}"
+    assert not langflow.disconnected.is_set()
+
+
+def test_a_stream_that_goes_on_after_end_still_answers_and_drops_the_connection(langflow):
+    events = streamed_run(["Hi"], session_id=SESSION)
+    langflow.answer(stream_reply(events, hang_after=len(events)))  # never sends the closing chunk
+    client, ports = port_recording_client(langflow)
+
+    assert list(client.stream("Hello", session_id=SESSION)) == [Token("Hi"), Answer(text="Hi")]
+    assert langflow.disconnected.wait(3), "the server never saw the client leave"
+    assert list(client.stream("Again", session_id=SESSION)) == [Token("Again"), Answer(text="Again")]
+    assert len(ports) == 2 and ports[0] != ports[1]
+
+
 # -- HTTP errors --------------------------------------------------------------------------------
 
 VALIDATION_422 = {
