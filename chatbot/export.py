@@ -10,7 +10,8 @@ Fidelity, format by format:
 - JSON, Parquet and Markdown keep every string exactly as stored.
 - CSV and Excel neutralize formula injection (OWASP): a text cell starting with
   ``= + - @``, a tab or a carriage return gets a leading ``'``. Numbers are written as
-  numbers. CSV cannot tell a missing value from an empty string; both are empty.
+  numbers. CSV quotes every text cell, so a missing value (an empty field) and an empty
+  string (``""``) differ there; most readers take both as empty.
 - Excel (XML inside) cannot hold the characters XML 1.0 forbids (the C0 controls other
   than tab, newline and carriage return, lone surrogates, U+FFFE, U+FFFF): they are
   dropped. A carriage return is stored as Excel's ``_x000D_`` escape, which Excel decodes
@@ -21,7 +22,6 @@ Fidelity, format by format:
 from __future__ import annotations
 
 import codecs
-import csv
 import io
 import json
 import logging
@@ -35,6 +35,8 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import xlsxwriter
 from xlsxwriter.format import Format
@@ -80,7 +82,10 @@ _EXCEL_WIDTHS = {
 }  # fmt: skip
 
 _BATCH_ROWS = 2_000  # rows made into Python objects at a time, whatever the chunk size
+_ARROW_ROWS = 20_000  # rows Arrow turns into CSV text at a time, whatever the chunk size
 _FORMULA_START = frozenset("=+-@\t\r")
+_FORMULA_PATTERN = r"^[=+\-@\t\r]"  # _FORMULA_START as an RE2 pattern, for whole columns
+_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _WINDOWS_RESERVED = frozenset(
@@ -124,12 +129,15 @@ def safe_filename(title: str, extension: str) -> str:
 
 
 def export_csv(chunks: Iterable[pd.DataFrame], out: BinaryIO) -> int:
-    """Write RFC 4180 CSV in UTF-8 with a BOM (so Excel detects the encoding)."""
-    out.write(codecs.BOM_UTF8 + _csv_bytes([EXPORT_COLUMNS]))
+    """Write RFC 4180 CSV in UTF-8 with a BOM (so Excel detects the encoding).
+
+    Arrow neutralizes and formats whole columns and writes the text, so no cell becomes a
+    Python object.
+    """
+    out.write(codecs.BOM_UTF8 + (",".join(EXPORT_COLUMNS) + "\r\n").encode("utf-8"))
     rows = 0
-    for batch in _batches(chunks):
-        columns = [_csv_values(name, batch[name]) for name in EXPORT_COLUMNS]
-        out.write(_csv_bytes(zip(*columns)))
+    for batch in _batches(chunks, _ARROW_ROWS):
+        pacsv.write_csv(_csv_table(batch), out, _CSV_OPTIONS)  # leaves ``out`` open
         rows += len(batch)
     return rows
 
@@ -249,12 +257,13 @@ def _checked(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield chunk[EXPORT_COLUMNS]
 
 
-def _batches(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """The rows in slices of at most ``_BATCH_ROWS``: the writers that turn rows into Python
-    objects and text never hold a whole chunk's worth at once."""
+def _batches(chunks: Iterable[pd.DataFrame], size: int | None = None) -> Iterator[pd.DataFrame]:
+    """The rows in slices of at most ``size`` (``_BATCH_ROWS``): the writers that turn rows into
+    Python objects and text never hold a whole chunk's worth at once."""
+    size = size or _BATCH_ROWS
     for chunk in _checked(chunks):
-        for start in range(0, len(chunk), _BATCH_ROWS):
-            yield chunk.iloc[start : start + _BATCH_ROWS]
+        for start in range(0, len(chunk), size):
+            yield chunk.iloc[start : start + size]
 
 
 def _utc_times(column: pd.Series) -> pd.Series:
@@ -289,17 +298,25 @@ def _iso_times(column: pd.Series) -> list[str | None]:
 # -- CSV and JSON ----------------------------------------------------------------------
 
 
-def _csv_values(name: str, column: pd.Series) -> list:
-    values = _plain_values(name, column)
-    if name in INTEGER_COLUMNS or name == TIME_COLUMN:
-        return values
-    return [None if value is None else neutralize_cell(value) for value in values]
+def _csv_table(chunk: pd.DataFrame) -> pa.Table:
+    """The chunk as Arrow columns ready to write: text neutralized, times as ISO 8601 in UTC."""
+    table = _arrow_table(chunk)
+    columns = [_csv_column(field.type, column) for field, column in zip(table.schema, table.columns)]
+    return pa.table(columns, names=EXPORT_COLUMNS)
 
 
-def _csv_bytes(rows: Iterable[Iterable[object]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)  # None is written empty
-    return buffer.getvalue().encode("utf-8")
+def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_timestamp(kind):  # microseconds: "%S" gives "05.250000"
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
+    if pa.types.is_string(kind):
+        return _neutralized(column)
+    return column
+
+
+def _neutralized(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``neutralize_cell`` on a whole column: ``'`` before each text a spreadsheet would run."""
+    risky = pc.match_substring_regex(text, _FORMULA_PATTERN)
+    return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
 
 
 def _json_object(row: tuple) -> str:

@@ -177,6 +177,7 @@ def test_chunks_larger_than_a_batch_give_the_same_file(label, tmp_path, monkeypa
     whole, batched = (tmp_path / f"{name}.{FORMATS[label].extension}" for name in ("whole", "batched"))
     write(FORMATS[label].writer, [frame(*rows)], whole)
     monkeypatch.setattr(export, "_BATCH_ROWS", 2)
+    monkeypatch.setattr(export, "_ARROW_ROWS", 2)
 
     assert write(FORMATS[label].writer, [frame(*rows)], batched) == 5
 
@@ -232,6 +233,16 @@ def test_csv_keeps_unicode_and_control_characters(tmp_path):
     row = read_csv(path).iloc[0]
 
     assert (row["content"], row["conversation_title"]) == (UNICODE, "عنوان 😀")
+
+
+def test_csv_quotes_text_so_an_empty_string_differs_from_a_missing_value(tmp_path):
+    path = tmp_path / "messages.csv"
+    write(export_csv, [frame(message(content="", error=None, conversation_title='say "hi", then\r\nleave'))], path)
+
+    line = path.read_bytes().split(b"\r\n", 1)[1]
+
+    assert line.startswith(b'"c-1","say ""hi"", then\r\nleave","alice",1,"user","",')
+    assert read_csv(path).iloc[0][["content", "error"]].tolist() == ["", ""]
 
 
 def test_csv_takes_naive_times_as_utc(tmp_path):
