@@ -58,6 +58,9 @@ PER_USER_COLUMNS = [
 ]  # fmt: skip
 MAX_SEARCH_CHARS = 500
 _FETCH_ROWS = 5_000  # rows turned into Python objects at a time while exporting
+# A search counts the conversations of its first hits only, and shows "N+" when there were more.
+_COUNTED_HITS = 1_000
+_WALK = 2_000  # newest conversations a page of a common word's search looks through for hits
 _SORTS = {
     "updated": (Conversation.updated_at.desc(), Conversation.id.desc()),
     "started": (Conversation.created_at.desc(), Conversation.id.desc()),
@@ -168,16 +171,45 @@ def _found_conversations(dialect: str, text: str):
     FTS5 on SQLite, the tsvector GIN index on PostgreSQL; uncorrelated on purpose, so the
     index is read once, not once per conversation.
     """
+    hits = _hits(dialect, text)
+    return None if hits is None else hits.distinct()
+
+
+def _hits(dialect: str, text: str):
+    """The conversation id of each message that has every term, one row per message, in index
+    order (None when the search has no words)."""
     terms = search_terms(text)
     if not terms:
         return None
     if dialect == "sqlite":
-        match = literal_column("messages_fts").op("MATCH")(" ".join(f'"{term}"' for term in terms))
         found = select(_HITS.c.conversation_id).select_from(_FTS).join(_HITS, _HITS.c.id == _FTS.c.rowid)
-        return found.where(match).distinct()
+        return found.where(_fts_match(terms))
+    return select(Message.conversation_id).where(_tsv_match(terms))
+
+
+def _has_hit(dialect: str, text: str) -> ColumnElement[bool]:
+    """Conversations with a message that has every term, tested one conversation at a time."""
+    terms = search_terms(text)
+    if dialect == "sqlite":
+        # "+ 0": SQLite reads the conversation's messages by their index and looks each up among
+        # the hits (read once), instead of looking every hit up in each conversation.
+        matched = (Message.id + 0).in_(select(_FTS.c.rowid).where(_fts_match(terms)))
+        return select(Message.id).where(Message.conversation_id == Conversation.id, matched).exists()
+    probe = select(Message.id).where(Message.conversation_id == Conversation.id, _tsv_match(terms))
+    # OFFSET 0 keeps PostgreSQL from turning the test into a join that reads every hit first.
+    return probe.offset(0).exists()
+
+
+def _fts_match(terms: list[str]) -> ColumnElement[bool]:
+    return literal_column("messages_fts").op("MATCH")(" ".join(f'"{term}"' for term in terms))
+
+
+def _tsv_match(terms: list[str]) -> ColumnElement[bool]:
     english = literal_column("'english'::regconfig")
-    tsquery = reduce(lambda a, b: a.op("&&")(b), (func.phraseto_tsquery(english, term) for term in terms))
-    return select(Message.conversation_id).where(literal_column("messages.content_tsv").op("@@")(tsquery)).distinct()
+    # Inlined, not bound: a prepared statement's generic plan would parse the query text again
+    # for every message it tests, instead of once.
+    queries = (func.phraseto_tsquery(english, literal(term, literal_execute=True)) for term in terms)
+    return literal_column("messages.content_tsv").op("@@")(reduce(lambda a, b: a.op("&&")(b), queries))
 
 
 def _start(day: dt.date) -> dt.datetime:
@@ -257,41 +289,119 @@ def _utc(times: pd.Series) -> pd.Series:
 # -- the table ---------------------------------------------------------------------------
 
 
+class MatchCount(int):
+    """How many conversations match. ``at_least`` when counting stopped early: this many match,
+    and perhaps more (a search for a common word counts only as far as it must)."""
+
+    at_least: bool
+
+    def __new__(cls, count: int, *, at_least: bool = False) -> MatchCount:
+        made = super().__new__(cls, count)
+        made.at_least = at_least
+        return made
+
+    def label(self) -> str:
+        """'1,234', or '1,234+' when there may be more."""
+        return f"{self:,}+" if self.at_least else f"{self:,}"
+
+
 def list_history(
     session: Session, actor: Actor, filters: HistoryFilter, *, page: int, page_size: int = 50
-) -> tuple[pd.DataFrame, int]:
-    """One page (0-based) of matching conversations with ``TABLE_COLUMNS``, and how many match."""
+) -> tuple[pd.DataFrame, MatchCount]:
+    """One page (0-based) of matching conversations with ``TABLE_COLUMNS``, and how many match.
+
+    The count is exact, except for a search with many hits: then it is a lower bound
+    (``MatchCount.at_least``) that always reaches past this page when another page follows.
+    """
     dialect, offset = _dialect(session), max(page, 0) * page_size
     if filters.search.strip():
         ids, total = _searched_page(session, dialect, actor, filters, offset=offset, limit=page_size)
     else:
         where = _conversation_filters(dialect, actor, filters)
-        total = session.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0
+        total = MatchCount(session.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0)
         query = select(Conversation.id).where(*where).order_by(*_SORTS[filters.sort])
         ids = list(session.scalars(query.limit(page_size).offset(offset)))
     return _table(session, ids, filters.sort), total
 
 
-def _searched_page(session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int):
-    """The page's ids and the count, in one statement that starts from the full-text hits.
+def _searched_page(
+    session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int
+) -> tuple[list[int], MatchCount]:
+    """The page's ids and the count, starting from the full-text hits.
 
-    The index is read once, and only the conversations it found are looked at.
+    Counting reads the first hits only (``_COUNTED_HITS``, or more for a deep page): if they
+    were all the hits, the count is exact; if not, the conversations they found are a lower
+    bound. A common word then leaves most of its hits unread, and its page is found by
+    looking through the newest conversations for one with a hit (``_walked_page``).
     """
-    found = _found_conversations(dialect, filters.search)
-    if found is None:
-        return [], 0
-    found = found.subquery()
+    hits = _hits(dialect, filters.search)
+    if hits is None:
+        return [], MatchCount(0)
     where = _conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
+    needed = offset + limit + 1  # a count this high shows whether another page follows
+    scan = max(_COUNTED_HITS, 2 * needed)
+    read, found = session.execute(_counted_hits(hits.limit(scan), where)).one()
+    if read < scan:  # every hit was read: the count is exact
+        return _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit), MatchCount(found)
+    if found < needed:  # many hits in few conversations (or few of them visible): count every one
+        return _counted_page(session, hits, where, filters.sort, offset=offset, limit=limit)
+    walked = _walked_page(session, dialect, actor, filters, offset=offset, limit=limit)
+    ids = walked if walked is not None else _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit)
+    return ids, MatchCount(found, at_least=True)
+
+
+def _counted_hits(first_hits, where):
+    """(how many of ``first_hits`` there are, how many conversations they are that ``where`` keeps)."""
+    first = first_hits.cte("first_hits")
+    read = select(func.count()).select_from(first).scalar_subquery()
+    found = select(func.count()).select_from(Conversation).where(*where, Conversation.id.in_(select(first.c.conversation_id)))
+    return select(read, found.scalar_subquery())
+
+
+def _hits_page(session: Session, hits, where, sort: str, *, offset: int, limit: int) -> list[int]:
+    """The page's ids from every hit: their conversations, filtered and sorted."""
+    found = hits.distinct().subquery()
+    query = (
+        select(Conversation.id).select_from(found)
+        .join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
+        .order_by(*_SORTS[sort]).limit(limit).offset(offset)
+    )  # fmt: skip
+    return list(session.scalars(query))
+
+
+def _counted_page(session: Session, hits, where, sort: str, *, offset: int, limit: int):
+    """The page's ids and the exact count, in one statement over every hit."""
+    found = hits.distinct().subquery()
     query = (
         select(Conversation.id, func.count().over()).select_from(found)
         .join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
-        .order_by(*_SORTS[filters.sort]).limit(limit).offset(offset)
-    )
+        .order_by(*_SORTS[sort]).limit(limit).offset(offset)
+    )  # fmt: skip
     rows = session.execute(query).all()
     if rows or not offset:
-        return [row[0] for row in rows], rows[0][1] if rows else 0
+        return [row[0] for row in rows], MatchCount(rows[0][1] if rows else 0)
     count = select(func.count()).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id)
-    return [], session.scalar(count.where(*where)) or 0  # a page past the end
+    return [], MatchCount(session.scalar(count.where(*where)) or 0)  # a page past the end
+
+
+def _walked_page(
+    session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int
+) -> list[int] | None:
+    """The page's ids found by looking through the newest ``_WALK`` conversations, newest first, for
+    a hit in each; None when the sort is not by last activity or those do not fill the page.
+
+    Only last activity has an index to walk in order, and the walk stops at the page's end.
+    """
+    if filters.sort != "updated":
+        return None
+    shown = _conversation_filters(dialect, actor, filters, search=False)  # the form the index serves
+    order = _SORTS["updated"]
+    newest = select(Conversation.updated_at).where(*shown).order_by(*order).offset(_WALK - 1).limit(1)
+    oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than _WALK: walk them all
+    since = func.coalesce(newest.scalar_subquery(), oldest.scalar_subquery())
+    query = select(Conversation.id).where(*shown, Conversation.updated_at >= since, _has_hit(dialect, filters.search))
+    ids = list(session.scalars(query.order_by(*order).limit(limit).offset(offset)))
+    return ids if len(ids) == limit else None
 
 
 def _table(session: Session, ids: list[int], sort: str) -> pd.DataFrame:
@@ -330,6 +440,10 @@ def _feedback_counts(session: Session, conversation_ids: list[int]) -> dict[int,
         .where(Message.conversation_id.in_(conversation_ids), Feedback.user_id == Conversation.owner_id)
         .group_by(Message.conversation_id)
     )
+    if _dialect(session) == "postgresql":
+        # The list on conversations too: PostgreSQL then expects a few rows and probes feedback
+        # by its index instead of reading all of it.
+        query = query.where(Conversation.id.in_(conversation_ids))
     return {cid: (int(up), int(down)) for cid, up, down in session.execute(query)}
 
 

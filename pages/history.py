@@ -219,7 +219,7 @@ if tabs[0].open:
         if page >= pages:
             turn_page(pages - 1 - page)
             st.rerun()
-        st.caption(f"{matches} conversations match")
+        st.caption(f"{matches.label()} conversations match")
         export_buttons(export_size())
         shown = [c for c in history.TABLE_COLUMNS if c != "id" and (c != "owner" or actor.is_admin)]
         picked = st.dataframe(frame, key="history_table", on_select="rerun", selection_mode="single-row",
@@ -227,7 +227,7 @@ if tabs[0].open:
         back, where, forward = st.columns([1, 4, 1], vertical_alignment="center")
         back.button("Previous", key="history_prev", disabled=page == 0, on_click=turn_page, args=(-1,),
                     icon=":material/chevron_left:", width="stretch")
-        where.caption(f"Page {page + 1} of {pages}")
+        where.caption(f"Page {page + 1} of {pages}{'+' if matches.at_least else ''}")
         forward.button("Next", key="history_next", disabled=page + 1 >= pages, on_click=turn_page, args=(1,),
                        icon=":material/chevron_right:", width="stretch")
         rows = [r for r in picked.selection.rows if r < len(frame)]

@@ -197,6 +197,75 @@ def test_search_reaches_other_users_only_for_admins(db, users, seeded):
     assert titles(db, users["root"], HistoryFilter(search="forecast")) == ["Forecast for bob"]
 
 
+@pytest.fixture
+def vacuums(db, users, clock) -> list[str]:
+    """Twelve conversations of bob's, a day apart, each with two messages that say vacuum; newest first."""
+    for n in range(12):
+        converse(db, clock, users["bob"], f"Vacuum {n:02d}", MAY + dt.timedelta(days=n), [("Vacuum?", "Run VACUUM.", {})])
+    return [f"Vacuum {n:02d}" for n in reversed(range(12))]
+
+
+def searched(db, actor, page, page_size=3, **filters):
+    with db.begin() as session:
+        frame, count = history.list_history(
+            session, actor, HistoryFilter(search="vacuum", **filters), page=page, page_size=page_size
+        )
+    return frame["title"].tolist(), count
+
+
+def test_search_count_is_exact_when_every_hit_was_read(db, users, vacuums):
+    shown, count = searched(db, users["root"], 0)
+
+    assert shown == vacuums[:3]
+    assert (count, count.at_least, count.label()) == (12, False, "12")
+
+
+def test_search_with_more_hits_than_it_reads_counts_at_least_one_past_the_page(db, users, vacuums, monkeypatch):
+    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+
+    pages = [searched(db, users["root"], page) for page in range(4)]
+
+    assert [titles for titles, _ in pages] == [vacuums[0:3], vacuums[3:6], vacuums[6:9], vacuums[9:12]]
+    # Each page reads twice the hits it needs (two per conversation here) and counts them,
+    # until every hit was read.
+    assert [(count.label(), count) for _, count in pages] == [("4+", 4), ("7+", 7), ("10+", 10), ("12", 12)]
+
+
+def test_search_that_walks_too_few_new_conversations_reads_every_hit(db, users, vacuums, monkeypatch):
+    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history, "_WALK", 2)
+
+    assert searched(db, users["root"], 0) == (vacuums[:3], 4)
+
+
+def test_search_in_another_order_counts_at_least_and_sorts_every_hit(db, users, vacuums, monkeypatch):
+    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+
+    shown, count = searched(db, users["root"], 0, sort="title")
+
+    assert shown == sorted(vacuums)[:3] and count.label() == "4+"
+
+
+@pytest.fixture
+def vacuum_all_day(db, users, clock) -> None:
+    """alice's one conversation with ten messages that say vacuum (ask for it before ``vacuums``: its
+    hits then come first in the index)."""
+    converse(db, clock, users["alice"], "Vacuum all day", MAY - dt.timedelta(days=1), [("vacuum", "vacuum", {})] * 5)
+
+
+def test_search_with_its_first_hits_in_few_conversations_counts_every_one(
+    db, users, vacuum_all_day, vacuums, monkeypatch
+):
+    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+
+    assert searched(db, users["root"], 0) == (vacuums[:3], 13)
+    assert searched(db, users["alice"], 0) == (["Vacuum all day"], 1)  # bob's hits are not alice's
+
+
+def test_match_count_labels():
+    assert (history.MatchCount(1234).label(), history.MatchCount(1234, at_least=True).label()) == ("1,234", "1,234+")
+
+
 @pytest.mark.parametrize(
     ("feedback", "expected"),
     [

@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from chatbot import export, store
+from chatbot import export, history, store
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -216,6 +216,20 @@ def test_paging_goes_forward_and_back(page_db, users, chats):
     at.button(key="history_prev").click()
     rerun(at)
     assert len(table(at)) == 50
+
+
+def test_a_search_with_more_hits_than_it_reads_says_at_least_how_many_match(page_db, users, chats, monkeypatch):
+    monkeypatch.setattr(history, "_COUNTED_HITS", 2)
+    with page_db.begin() as session:
+        for n in range(104):
+            conversation = store.create_conversation(session, users["bob"], title=f"Vacuum {n:03d}")
+            store.append_message(session, users["bob"], conversation.id, role="user", content="vacuum")
+    at = open_page(users["bob"], history_search="vacuum")
+    assert "102+ conversations match" in captions(at) and "Page 1 of 3+" in captions(at)
+    at.button(key="history_next").click()
+    rerun(at)
+    assert "104 conversations match" in captions(at) and "Page 2 of 3" in captions(at)
+    assert (table(at)[0], table(at)[-1]) == ("Vacuum 053", "Vacuum 004")
 
 
 def test_usage_tab_for_an_analyst(users, chats):
