@@ -1,7 +1,6 @@
 """Entry point: page config, settings check, login gate, navigation. Nothing else."""
 
 from pathlib import Path
-from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -26,8 +25,8 @@ def navigation(position: str = "sidebar"):
     That first run also notes which page the URL asked for (see open_page_asked_for).
     """
     first = "app_pages_known" not in st.session_state
-    if first:  # st.context.url names the page asked for only until st.navigation has chosen one
-        st.session_state["app_asked_for"] = (urlparse(st.context.url or "").path, st.query_params.to_dict())
+    if first:  # unless a page of pages/ noted it already (ui.require_actor)
+        st.session_state.setdefault("app_asked_for", ui.asked_for())
     page = st.navigation(PAGES, position=position)
     if first:
         st.session_state["app_pages_known"] = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -22,8 +23,15 @@ def require_actor() -> Actor:
     """
     actor = st.session_state.get("actor")
     if actor is None:
+        st.session_state["app_asked_for"] = asked_for()  # app.py opens this page after login
         st.switch_page("app.py", query_params=st.query_params.to_dict())
     return actor
+
+
+def asked_for() -> tuple[str, dict]:
+    """The path and query of the page the browser asked for (st.context.url names it only
+    until st.navigation or st.switch_page has picked a page)."""
+    return urlparse(st.context.url or "").path, st.query_params.to_dict()
 
 
 def show_error(exc: ChatbotError, *, doing: str) -> None:

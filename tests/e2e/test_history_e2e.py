@@ -24,11 +24,13 @@ from tests.e2e.conftest import (
     login,
     messages,
     new_chat,
+    new_context,
     open_chat,
     open_history,
     screenshot,
     search_history,
     select_row,
+    start_app,
     table_titles,
     wait_for_login_cookie,
 )
@@ -168,3 +170,20 @@ def test_history_opens_by_its_url_before_and_after_login(page: Page, app_server:
     expect(chat_box).to_have_count(0, timeout=2_000)
     expect(page.get_by_label("Search messages")).to_have_value("window")
     expect(page).to_have_url(bookmark)
+
+
+def test_a_bookmark_of_history_opens_it_as_a_fresh_servers_first_page(browser: Browser, tmp_path):
+    """Regression: on a server that has not yet run st.navigation, Streamlit serves pages/history.py
+    itself; it sends the visitor to app.py to log in, and the bookmark was forgotten on the way."""
+    server = start_app(tmp_path / "app", users=("alice",))
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        bookmark = f"{server.base_url}/history?history_search=window"
+        login(page, "alice", base_url=bookmark)
+        expect(page.get_by_label("Search messages")).to_have_value("window")
+        expect(page.get_by_placeholder(QUESTION_BOX)).to_have_count(0)
+        expect(page).to_have_url(bookmark)
+    finally:
+        context.close()
+        server.stop()
