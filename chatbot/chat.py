@@ -89,13 +89,16 @@ class Turn:
             events.close()
             self._finish(answer, "".join(parts), started, first)
 
+    @property
+    def _flow_id(self) -> str | None:
+        return self.backend.label if self.backend.engine == "langflow" else None
+
     def _start(self) -> None:
         """The answer's row, before the engine is called: interrupted until it is finished."""
-        flow_id = self.backend.label if self.backend.engine == "langflow" else None
         with self.db.begin() as session:
             message = store.append_message(
                 session, self.actor, self.conversation_id, role="assistant", content="",
-                status="interrupted", error=INTERRUPTED, engine=self.backend.engine, flow_id=flow_id,
+                status="interrupted", error=INTERRUPTED, engine=self.backend.engine, flow_id=self._flow_id,
             )
             self.message_id = message.id
 
@@ -113,7 +116,7 @@ class Turn:
         usage = (answer.usage or {}) if answer else {}
         self.metadata = {
             "engine": self.backend.engine,
-            "flow_id": self.backend.label if self.backend.engine == "langflow" else None,
+            "flow_id": self._flow_id,
             "latency_ms": round((finished - started) * 1000),
             "ttft_ms": round((first - started) * 1000) if first else None,
             "input_tokens": usage.get("input_tokens"),
