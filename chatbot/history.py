@@ -358,30 +358,25 @@ def _counted_hits(first_hits, where):
     return select(read, found.scalar_subquery())
 
 
+def _found(hits, where, *columns):
+    """A select of ``columns`` from the conversations ``hits`` found that ``where`` keeps."""
+    found = hits.distinct().subquery()
+    return select(*columns).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
+
+
 def _hits_page(session: Session, hits, where, sort: str, *, offset: int, limit: int) -> list[int]:
     """The page's ids from every hit: their conversations, filtered and sorted."""
-    found = hits.distinct().subquery()
-    query = (
-        select(Conversation.id).select_from(found)
-        .join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
-        .order_by(*_SORTS[sort]).limit(limit).offset(offset)
-    )  # fmt: skip
+    query = _found(hits, where, Conversation.id).order_by(*_SORTS[sort]).limit(limit).offset(offset)
     return list(session.scalars(query))
 
 
 def _counted_page(session: Session, hits, where, sort: str, *, offset: int, limit: int):
     """The page's ids and the exact count, in one statement over every hit."""
-    found = hits.distinct().subquery()
-    query = (
-        select(Conversation.id, func.count().over()).select_from(found)
-        .join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
-        .order_by(*_SORTS[sort]).limit(limit).offset(offset)
-    )  # fmt: skip
-    rows = session.execute(query).all()
+    query = _found(hits, where, Conversation.id, func.count().over())
+    rows = session.execute(query.order_by(*_SORTS[sort]).limit(limit).offset(offset)).all()
     if rows or not offset:
         return [row[0] for row in rows], MatchCount(rows[0][1] if rows else 0)
-    count = select(func.count()).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id)
-    return [], MatchCount(session.scalar(count.where(*where)) or 0)  # a page past the end
+    return [], MatchCount(session.scalar(_found(hits, where, func.count())) or 0)  # a page past the end
 
 
 def _walked_page(
