@@ -179,8 +179,9 @@ def test_replicas_log_json_lines_on_stdout(shared_cluster, open_browser):
 
     entries = json_lines(shared_cluster.stdout_lines(shared_cluster.ports[0]))
     assert {"time", "level", "logger", "message"} <= set(entries[0])
-    assert "user 'alice' logged in" in [entry["message"] for entry in entries]
-    assert "ignored a login cookie that does not decode: Not enough segments" in [e["message"] for e in entries]
+    logged = [entry["message"] for entry in entries]
+    assert "user 'alice' logged in" in logged
+    assert "ignored a login cookie that does not decode: Not enough segments" in logged
 
 
 def test_conversation_continues_on_a_survivor_after_its_replica_is_killed(cluster, open_browser, database_url):
