@@ -241,18 +241,6 @@ def _chunk(rng: np.random.Generator, p: Plan, start: int, stop: int, first_messa
             int(tokens_in[i] + tokens_out[i]),
         ))  # fmt: skip
 
-    last = np.cumsum(counts) - 1  # each conversation's last message (always an answer)
-    conversations = []
-    for j, conversation in enumerate(range(start, stop)):
-        first = int(last[j] - counts[j] + 1)
-        title = " ".join(texts[first].split())
-        title = title if len(title) <= 80 else title[:79].rstrip() + "…"
-        conversations.append((
-            conversation + 1, int(p.owner[conversation]), title, str(uuid.UUID(int=conversation + 1)),
-            created[first], created[int(last[j])], bool(p.deleted[conversation]), int(counts[j]),
-            str(status[last[j]]), FLOW_ID,
-        ))  # fmt: skip
-
     rated = np.flatnonzero(~question & (rng.random(n) < 0.05))
     scores = rng.random(len(rated)) < 0.7
     commented = rng.random(len(rated)) < 0.2
@@ -262,6 +250,21 @@ def _chunk(rng: np.random.Generator, p: Plan, start: int, stop: int, first_messa
          created[i])
         for k, i in enumerate(rated.tolist())
     ]  # fmt: skip
+    rated_in = conversation_of[rated] - start  # each rating's conversation, 0-based in this chunk
+    ups = np.bincount(rated_in, weights=scores, minlength=stop - start).astype(int)
+    downs = np.bincount(rated_in, weights=~scores, minlength=stop - start).astype(int)
+
+    last = np.cumsum(counts) - 1  # each conversation's last message (always an answer)
+    conversations = []
+    for j, conversation in enumerate(range(start, stop)):
+        first = int(last[j] - counts[j] + 1)
+        title = " ".join(texts[first].split())
+        title = title if len(title) <= 80 else title[:79].rstrip() + "…"
+        conversations.append((
+            conversation + 1, int(p.owner[conversation]), title, str(uuid.UUID(int=conversation + 1)),
+            created[first], created[int(last[j])], bool(p.deleted[conversation]), int(counts[j]),
+            str(status[last[j]]), FLOW_ID, int(ups[j]), int(downs[j]),
+        ))  # fmt: skip
     return Chunk(conversations, messages, feedback)
 
 
@@ -341,7 +344,7 @@ def _build_sqlite(path: Path, scale: Scale) -> None:
         connection.execute("BEGIN")
         connection.executemany(f"INSERT INTO users VALUES ({_marks(9)})", users(scale))
         for chunk in chunks(scale):
-            connection.executemany(f"INSERT INTO conversations VALUES ({_marks(10)})", chunk.conversations)
+            connection.executemany(f"INSERT INTO conversations VALUES ({_marks(12)})", chunk.conversations)
             connection.executemany(f"INSERT INTO messages VALUES ({_marks(14)})", chunk.messages)
             connection.executemany(f"INSERT INTO feedback VALUES ({_marks(6)})", chunk.feedback)
         connection.execute("COMMIT")

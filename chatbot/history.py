@@ -30,7 +30,6 @@ from sqlalchemy import (
     literal_column,
     select,
     table,
-    tuple_,
     type_coerce,
 )
 from sqlalchemy.orm import Session
@@ -220,17 +219,6 @@ def _end(day: dt.date) -> dt.datetime:
     return _start(day + dt.timedelta(days=1))
 
 
-def _owner_feedback(score: int | None) -> ColumnElement[bool]:
-    """Conversations whose owner rated an answer (with ``score``, if given).
-
-    Uncorrelated (conversation, user) pairs: feedback is sparse, so reading it once beats
-    probing every message of every conversation.
-    """
-    rated = select(Message.conversation_id, Feedback.user_id).join(Message, Message.id == Feedback.message_id)
-    rated = rated if score is None else rated.where(Feedback.score == score)
-    return tuple_(Conversation.id, Conversation.owner_id).in_(rated)
-
-
 def _conversation_filters(
     dialect: str, actor: Actor, filters: HistoryFilter, *, search: bool = True, deleted_index: bool = True
 ) -> list[ColumnElement[bool]]:
@@ -258,7 +246,8 @@ def _conversation_filters(
         failed = select(Message.id).where(Message.conversation_id == Conversation.id, Message.status == _ERROR)
         clauses.append(failed.exists())
     if filters.feedback != "any":
-        clauses.append({"up": _owner_feedback(1), "down": _owner_feedback(0), "none": ~_owner_feedback(None)}[filters.feedback])
+        rated = {"up": Conversation.thumbs_up > 0, "down": Conversation.thumbs_down > 0}
+        clauses.append(rated.get(filters.feedback, Conversation.thumbs_up + Conversation.thumbs_down == 0))
     if filters.search.strip() and search:
         found = _found_conversations(dialect, filters.search)
         clauses.append(false() if found is None else Conversation.id.in_(found))
@@ -281,7 +270,7 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _utc(times: pd.Series) -> pd.Series:
+def _utc(times: pd.Series | list) -> pd.Series | pd.DatetimeIndex:
     """Times (datetimes or text) as UTC; SQLite's have no zone and are UTC already."""
     return pd.to_datetime(times, utc=True)
 
@@ -305,6 +294,13 @@ class MatchCount(int):
         return f"{self:,}+" if self.at_least else f"{self:,}"
 
 
+_ROW = (
+    Conversation.id, Conversation.title, User.username, Conversation.created_at, Conversation.updated_at,
+    Conversation.message_count, Conversation.thumbs_up, Conversation.thumbs_down, Conversation.last_status,
+    Conversation.last_engine,
+)  # TABLE_COLUMNS, in order
+
+
 def list_history(
     session: Session, actor: Actor, filters: HistoryFilter, *, page: int, page_size: int = 50
 ) -> tuple[pd.DataFrame, MatchCount]:
@@ -315,19 +311,24 @@ def list_history(
     """
     dialect, offset = _dialect(session), max(page, 0) * page_size
     if filters.search.strip():
-        ids, total = _searched_page(session, dialect, actor, filters, offset=offset, limit=page_size)
+        rows, total = _searched_page(session, dialect, actor, filters, offset=offset, limit=page_size)
     else:
         where = _conversation_filters(dialect, actor, filters)
         total = MatchCount(session.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0)
-        query = select(Conversation.id).where(*where).order_by(*_SORTS[filters.sort])
-        ids = list(session.scalars(query.limit(page_size).offset(offset)))
-    return _table(session, ids, filters.sort), total
+        query = _with_owner(select(*_ROW)).where(*where).order_by(*_SORTS[filters.sort])
+        rows = session.execute(query.limit(page_size).offset(offset)).all()
+    return _table(rows), total
+
+
+def _with_owner(query):
+    """``query`` (of ``_ROW``) with the owner's name joined in."""
+    return query.join(User, User.id == Conversation.owner_id)
 
 
 def _searched_page(
     session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int
-) -> tuple[list[int], MatchCount]:
-    """The page's ids and the count, starting from the full-text hits.
+) -> tuple[list, MatchCount]:
+    """The page's rows and the count, starting from the full-text hits.
 
     Counting reads the first hits only (``_COUNTED_HITS``, or more for a deep page): if they
     were all the hits, the count is exact; if not, the conversations they found are a lower
@@ -345,9 +346,10 @@ def _searched_page(
         return _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit), MatchCount(found)
     if found < needed:  # many hits in few conversations (or few of them visible): count every one
         return _counted_page(session, hits, where, filters.sort, offset=offset, limit=limit)
-    walked = _walked_page(session, dialect, actor, filters, offset=offset, limit=limit)
-    ids = walked if walked is not None else _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit)
-    return ids, MatchCount(found, at_least=True)
+    rows = _walked_page(session, dialect, actor, filters, offset=offset, limit=limit)
+    if rows is None:  # the newest conversations did not fill the page
+        rows = _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit)
+    return rows, MatchCount(found, at_least=True)
 
 
 def _counted_hits(first_hits, where):
@@ -364,25 +366,25 @@ def _found(hits, where, *columns):
     return select(*columns).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
 
 
-def _hits_page(session: Session, hits, where, sort: str, *, offset: int, limit: int) -> list[int]:
-    """The page's ids from every hit: their conversations, filtered and sorted."""
-    query = _found(hits, where, Conversation.id).order_by(*_SORTS[sort]).limit(limit).offset(offset)
-    return list(session.scalars(query))
+def _hits_page(session: Session, hits, where, sort: str, *, offset: int, limit: int) -> list:
+    """The page's rows from every hit: their conversations, filtered and sorted."""
+    query = _with_owner(_found(hits, where, *_ROW)).order_by(*_SORTS[sort]).limit(limit).offset(offset)
+    return session.execute(query).all()
 
 
 def _counted_page(session: Session, hits, where, sort: str, *, offset: int, limit: int):
-    """The page's ids and the exact count, in one statement over every hit."""
-    query = _found(hits, where, Conversation.id, func.count().over())
+    """The page's rows and the exact count, in one statement over every hit."""
+    query = _with_owner(_found(hits, where, *_ROW, func.count().over()))
     rows = session.execute(query.order_by(*_SORTS[sort]).limit(limit).offset(offset)).all()
     if rows or not offset:
-        return [row[0] for row in rows], MatchCount(rows[0][1] if rows else 0)
+        return [row[:-1] for row in rows], MatchCount(rows[0][-1] if rows else 0)
     return [], MatchCount(session.scalar(_found(hits, where, func.count())) or 0)  # a page past the end
 
 
 def _walked_page(
     session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int
-) -> list[int] | None:
-    """The page's ids found by looking through the newest ``_WALK`` conversations, newest first, for
+) -> list | None:
+    """The page's rows found by looking through the newest ``_WALK`` conversations, newest first, for
     a hit in each; None when the sort is not by last activity or those do not fill the page.
 
     Only last activity has an index to walk in order, and the walk stops at the page's end.
@@ -390,56 +392,21 @@ def _walked_page(
     if filters.sort != "updated":
         return None
     shown = _conversation_filters(dialect, actor, filters, search=False)  # the form the index serves
-    order = _SORTS["updated"]
-    newest = select(Conversation.updated_at).where(*shown).order_by(*order).offset(_WALK - 1).limit(1)
+    # The walk's end: ordered by time alone, the index gives it without sorting ties by id.
+    newest = select(Conversation.updated_at).where(*shown).order_by(Conversation.updated_at.desc())
     oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than _WALK: walk them all
-    since = func.coalesce(newest.scalar_subquery(), oldest.scalar_subquery())
-    query = select(Conversation.id).where(*shown, Conversation.updated_at >= since, _has_hit(dialect, filters.search))
-    ids = list(session.scalars(query.order_by(*order).limit(limit).offset(offset)))
-    return ids if len(ids) == limit else None
+    since = func.coalesce(newest.offset(_WALK - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
+    query = _with_owner(select(*_ROW)).where(*shown, Conversation.updated_at >= since, _has_hit(dialect, filters.search))
+    rows = session.execute(query.order_by(*_SORTS["updated"]).limit(limit).offset(offset)).all()
+    return rows if len(rows) == limit else None
 
 
-def _table(session: Session, ids: list[int], sort: str) -> pd.DataFrame:
-    """The table rows of these conversations (already scoped), in the page's order."""
-    query = (
-        select(
-            Conversation.id, Conversation.title, User.username, Conversation.created_at,
-            Conversation.updated_at, Conversation.message_count, Conversation.last_status, Conversation.last_engine,
-        )
-        .join(User, User.id == Conversation.owner_id)
-        .where(Conversation.id.in_(ids)).order_by(*_SORTS[sort])
-    )  # fmt: skip
-    names = ["id", "title", "owner", "started", "last_activity", "messages", "last_status", "engine"]
-    rows = session.execute(query).all() if ids else []
-    columns = {name: list(values) for name, values in zip(names, zip(*rows))} if rows else dict.fromkeys(names, [])
-    votes = _feedback_counts(session, ids)
-    columns["thumbs_up"] = [votes.get(cid, (0, 0))[0] for cid in columns["id"]]
-    columns["thumbs_down"] = [votes.get(cid, (0, 0))[1] for cid in columns["id"]]
-    for name in ("started", "last_activity"):
-        columns[name] = _utc(pd.Series(columns[name], dtype=object))
-    return pd.DataFrame({name: columns[name] for name in TABLE_COLUMNS})
-
-
-def _feedback_counts(session: Session, conversation_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """(👍, 👎) given by each conversation's owner; the ids come from an already scoped query."""
-    if not conversation_ids:
-        return {}
-    query = (
-        select(
-            Message.conversation_id,
-            func.sum(case((Feedback.score == 1, 1), else_=0)),
-            func.sum(case((Feedback.score == 0, 1), else_=0)),
-        )
-        .join(Message, Message.id == Feedback.message_id)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.conversation_id.in_(conversation_ids), Feedback.user_id == Conversation.owner_id)
-        .group_by(Message.conversation_id)
-    )
-    if _dialect(session) == "postgresql":
-        # The list on conversations too: PostgreSQL then expects a few rows and probes feedback
-        # by its index instead of reading all of it.
-        query = query.where(Conversation.id.in_(conversation_ids))
-    return {cid: (int(up), int(down)) for cid, up, down in session.execute(query)}
+def _table(rows: list) -> pd.DataFrame:
+    """The history table of these rows of ``_ROW``, times in UTC."""
+    columns = dict(zip(TABLE_COLUMNS, map(list, zip(*rows)))) if rows else dict.fromkeys(TABLE_COLUMNS, [])
+    for name in ("started", "last_activity"):  # a list converts at once, a column of objects one by one
+        columns[name] = _utc(columns[name])
+    return pd.DataFrame(columns)
 
 
 def engines(session: Session, actor: Actor) -> list[str]:

@@ -56,6 +56,9 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     last_status: Mapped[str | None] = mapped_column(String(20))
     last_engine: Mapped[str | None] = mapped_column(String(200))
+    # The owner's 👍 and 👎 on its answers, kept up to date by store.set_feedback.
+    thumbs_up: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs_down: Mapped[int] = mapped_column(Integer, default=0)
 
     owner: Mapped[User] = relationship()
 

@@ -298,23 +298,35 @@ def set_feedback(
     """Record (or change) the actor's 👍 (1) / 👎 (0) on an answer in their own conversation."""
     if score not in (0, 1):
         raise InputError("Feedback is 1 (thumbs up) or 0 (thumbs down).")
-    owned = session.scalar(
-        select(Message.id).join(Conversation)
+    conversation_id = session.scalar(
+        select(Message.conversation_id).join(Conversation)
         .where(Message.id == message_id, Message.role == "assistant",
                Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
     )
-    if owned is None:
+    if conversation_id is None:
         raise NotFoundError("This answer does not exist or was deleted.")
+    # Locked, so two tabs changing the same rating count it once (SQLite writes one at a time anyway).
     feedback = session.scalar(
         select(Feedback).where(Feedback.message_id == message_id, Feedback.user_id == actor.id)
+        .with_for_update().execution_options(populate_existing=True)
     )
+    before = None if feedback is None else feedback.score
     if feedback is None:
         feedback = Feedback(message_id=message_id, user_id=actor.id, score=score)
         session.add(feedback)
     feedback.score, feedback.comment = score, (comment or "").strip() or None
     feedback.created_at = utcnow()
+    if before != score:
+        session.execute(update(Conversation).where(Conversation.id == conversation_id).values(_recount(score, before)))
     session.flush()
     return feedback
+
+
+def _recount(score: int, before: int | None) -> dict:
+    """The conversation's 👍/👎 counters after a rating changed from ``before`` (None: new) to ``score``."""
+    column = {1: Conversation.thumbs_up, 0: Conversation.thumbs_down}
+    values = {column[score].key: column[score] + 1}
+    return values if before is None else values | {column[before].key: column[before] - 1}
 
 
 def feedback_for(session: Session, actor: Actor, message_ids: list[int]) -> dict[int, Feedback]:

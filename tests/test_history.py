@@ -287,6 +287,27 @@ def test_feedback_counts_only_the_conversation_owners(db, users, seeded):
     assert titles(db, users["alice"], HistoryFilter(feedback="none")) == ["Vacuum tips"]
 
 
+def thumbs(db, actor, conversation_id) -> tuple[int, int]:
+    with db.begin() as session:
+        frame, _ = history.list_history(session, actor, EVERYTHING, page=0)
+    row = frame.set_index("id").loc[conversation_id]
+    return int(row["thumbs_up"]), int(row["thumbs_down"])
+
+
+def test_thumbs_follow_a_changed_rating_and_count_each_answer_once(db, users, seeded):
+    alice = users["alice"]
+    with db.begin() as session:
+        answer = history.transcript(session, alice, seeded["vacuum"]).messages[1]
+        store.set_feedback(session, alice, answer.id, score=1)
+    assert thumbs(db, alice, seeded["vacuum"]) == (1, 0)
+    for score in (0, 0):  # changed, then the same again
+        with db.begin() as session:
+            store.set_feedback(session, alice, answer.id, score=score, comment="on second thought")
+    assert thumbs(db, alice, seeded["vacuum"]) == (0, 1)
+    assert titles(db, alice, HistoryFilter(feedback="down")) == ["Vacuum tips", "Churn dashboard"]
+    assert titles(db, alice, HistoryFilter(feedback="none")) == []
+
+
 def test_errors_only_keeps_conversations_with_a_failed_answer(db, users, seeded):
     assert titles(db, users["alice"], HistoryFilter(errors_only=True)) == ["Churn dashboard"]
     assert titles(db, users["bob"], HistoryFilter(errors_only=True)) == []
@@ -584,6 +605,15 @@ def test_filter_describes_itself_for_the_audit_log():
 
 def test_search_terms_are_words_and_quoted_phrases():
     assert history.search_terms('churn "by  region" Q3? -x ??') == ["churn", "by region", "Q3", "x"]
+
+
+def test_feedback_counters_migration_counts_the_ratings_already_given(engine, db, users, seeded):
+    database.downgrade(engine, "0003")
+    database.migrate(engine)
+    assert thumbs(db, users["alice"], seeded["sales"]) == (1, 0)
+    assert thumbs(db, users["alice"], seeded["churn"]) == (0, 1)
+    assert thumbs(db, users["alice"], seeded["vacuum"]) == (0, 0)
+    assert titles(db, users["root"], HistoryFilter(feedback="up")) == ["Forecast for bob", "Quarterly sales"]
 
 
 def test_history_indexes_migration_goes_down_and_up(engine, db, users, seeded):
