@@ -246,6 +246,22 @@ def test_search_in_another_order_counts_at_least_and_sorts_every_hit(db, users, 
     assert shown == sorted(vacuums)[:3] and count.label() == "4+"
 
 
+def test_walk_reads_through_conversations_older_than_the_newest_messages(db, users, clock, monkeypatch):
+    bob, root = users["bob"], users["root"]
+    old = converse(db, clock, bob, "Old vacuum", MAY - dt.timedelta(days=2), [("Vacuum?", "Run VACUUM.", {})])
+    for n in range(3):
+        converse(db, clock, bob, f"Vacuum {n:02d}", MAY + dt.timedelta(days=n), [("Vacuum?", "Run VACUUM.", {})])
+    converse(db, clock, bob, "Backups", MAY + dt.timedelta(days=1, hours=12), [("Backups?", "Nightly.", {})])
+    converse(db, clock, bob, "Weather", MAY + dt.timedelta(days=20), [("Rain?", "No rain.", {})])
+    with db.begin() as session:  # the old conversation, active again: its hit is not among the newest messages
+        clock.now = MAY + dt.timedelta(days=21)
+        store.append_message(session, bob, old, role="user", content="Thanks")
+    monkeypatch.setattr(history, "_RECENT_MESSAGES", 3)  # Weather's two and the thanks
+    with db.begin() as session:
+        rows = history._walked_page(session, history._dialect(session), root, HistoryFilter(search="vacuum"), offset=0, limit=3)
+    assert [row.title for row in rows] == ["Old vacuum", "Vacuum 02", "Vacuum 01"]
+
+
 @pytest.fixture
 def vacuum_all_day(db, users, clock) -> None:
     """alice's one conversation with ten messages that say vacuum (ask for it before ``vacuums``: its
