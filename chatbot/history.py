@@ -12,6 +12,7 @@ sent inside the date range, so monthly exports never overlap.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -344,72 +345,91 @@ def _searched_page(
     Counting reads the first hits only (``_COUNTED_HITS``, or more for a deep page): if they
     were all the hits, the count is exact; if not, the conversations they found are a lower
     bound. A common word then leaves most of its hits unread, and its page is found by
-    looking through the newest conversations for one with a hit (``_walked_page``).
+    looking through the newest conversations for one with a hit (``_Search.walk``).
     """
-    hits = _hits(dialect, filters.search)
-    if hits is None:
+    search = _search(dialect, actor, filters, offset, limit, (_COUNTED_HITS, _WALK, _RECENT_MESSAGES))
+    if search.hits is None:
         return [], MatchCount(0)
-    where = _conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
-    needed = offset + limit + 1  # a count this high shows whether another page follows
-    scan = max(_COUNTED_HITS, 2 * needed)
-    read, found = session.execute(_counted_hits(hits.limit(scan), where)).one()
-    if read < scan:  # every hit was read: the count is exact
-        return _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit), MatchCount(found)
-    if found < needed:  # many hits in few conversations (or few of them visible): count every one
-        return _counted_page(session, hits, where, filters.sort, offset=offset, limit=limit)
-    rows = _walked_page(session, dialect, actor, filters, offset=offset, limit=limit)
-    if rows is None:  # the newest conversations did not fill the page
-        rows = _hits_page(session, hits, where, filters.sort, offset=offset, limit=limit)
+    read, found = session.execute(search.count).one()
+    if read < search.scan:  # every hit was read: the count is exact
+        return session.execute(search.hits_page).all(), MatchCount(found)
+    if found < search.needed:  # many hits in few conversations (or few of them visible): count every one
+        rows = session.execute(search.counted_page).all()
+        if rows or not offset:
+            return [row[:-1] for row in rows], MatchCount(rows[0][-1] if rows else 0)
+        return [], MatchCount(session.scalar(search.found_count) or 0)  # a page past the end
+    rows = session.execute(search.walk).all() if search.walk is not None else []
+    if len(rows) < limit:  # the newest conversations did not fill the page
+        rows = session.execute(search.hits_page).all()
     return rows, MatchCount(found, at_least=True)
 
 
-def _counted_hits(first_hits, where):
-    """(how many of ``first_hits`` there are, how many conversations they are that ``where`` keeps)."""
-    first = first_hits.cte("first_hits")
-    read = select(func.count()).select_from(first).scalar_subquery()
-    found = select(func.count()).select_from(Conversation).where(*where, Conversation.id.in_(select(first.c.conversation_id)))
-    return select(read, found.scalar_subquery())
+@functools.lru_cache(maxsize=256)
+def _search(dialect: str, actor: Actor, filters: HistoryFilter, offset: int, limit: int, tuning: tuple) -> _Search:
+    """The statements of a search's page, kept: a history page reruns its search on every click, and
+    building them takes longer than running the cheap ones. ``tuning`` holds the constants they read."""
+    return _Search(dialect, actor, filters, offset, limit)
 
 
-def _found(hits, where, *columns):
-    """A select of ``columns`` from the conversations ``hits`` found that ``where`` keeps."""
-    found = hits.distinct().subquery()
-    return select(*columns).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id).where(*where)
+class _Search:
+    """The statements that find one page of a search, each built when first needed."""
 
+    def __init__(self, dialect: str, actor: Actor, filters: HistoryFilter, offset: int, limit: int) -> None:
+        self.dialect, self.actor, self.filters, self.offset, self.limit = dialect, actor, filters, offset, limit
+        self.needed = offset + limit + 1  # a count this high shows whether another page follows
+        self.scan = max(_COUNTED_HITS, 2 * self.needed)
+        self.hits = _hits(dialect, filters.search)
+        self.where = _conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
 
-def _hits_page(session: Session, hits, where, sort: str, *, offset: int, limit: int) -> list:
-    """The page's rows from every hit: their conversations, filtered and sorted."""
-    query = _with_owner(_found(hits, where, *_ROW)).order_by(*_SORTS[sort]).limit(limit).offset(offset)
-    return session.execute(query).all()
+    @functools.cached_property
+    def count(self):
+        """(how many of the first ``scan`` hits there are, how many conversations they are that ``where`` keeps)."""
+        first = self.hits.limit(self.scan).cte("first_hits")
+        read = select(func.count()).select_from(first).scalar_subquery()
+        found = select(func.count()).select_from(Conversation)
+        found = found.where(*self.where, Conversation.id.in_(select(first.c.conversation_id)))
+        return select(read, found.scalar_subquery())
 
+    @functools.cached_property
+    def hits_page(self):
+        """The page's rows from every hit: their conversations, filtered and sorted."""
+        return self._page(_with_owner(self._found(*_ROW)))
 
-def _counted_page(session: Session, hits, where, sort: str, *, offset: int, limit: int):
-    """The page's rows and the exact count, in one statement over every hit."""
-    query = _with_owner(_found(hits, where, *_ROW, func.count().over()))
-    rows = session.execute(query.order_by(*_SORTS[sort]).limit(limit).offset(offset)).all()
-    if rows or not offset:
-        return [row[:-1] for row in rows], MatchCount(rows[0][-1] if rows else 0)
-    return [], MatchCount(session.scalar(_found(hits, where, func.count())) or 0)  # a page past the end
+    @functools.cached_property
+    def counted_page(self):
+        """The page's rows, each with the exact count, in one statement over every hit."""
+        return self._page(_with_owner(self._found(*_ROW, func.count().over())))
 
+    @functools.cached_property
+    def found_count(self):
+        """How many conversations every hit found."""
+        return self._found(func.count())
 
-def _walked_page(
-    session: Session, dialect: str, actor: Actor, filters: HistoryFilter, *, offset: int, limit: int
-) -> list | None:
-    """The page's rows found by looking through the newest ``_WALK`` conversations, newest first, for
-    a hit in each; None when the sort is not by last activity or those do not fill the page.
+    @functools.cached_property
+    def walk(self):
+        """The page's rows found by looking through the newest ``_WALK`` conversations, newest first,
+        for a hit in each; None when the sort is not by last activity.
 
-    Only last activity has an index to walk in order, and the walk stops at the page's end.
-    """
-    if filters.sort != "updated":
-        return None
-    shown = _conversation_filters(dialect, actor, filters, search=False)  # the form the index serves
-    # The walk's end: ordered by time alone, the index gives it without sorting ties by id.
-    newest = select(Conversation.updated_at).where(*shown).order_by(Conversation.updated_at.desc())
-    oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than _WALK: walk them all
-    since = func.coalesce(newest.offset(_WALK - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
-    query = _with_owner(select(*_ROW)).where(*shown, Conversation.updated_at >= since, _has_hit(dialect, filters.search))
-    rows = session.execute(query.order_by(*_SORTS["updated"]).limit(limit).offset(offset)).all()
-    return rows if len(rows) == limit else None
+        Only last activity has an index to walk in order, and the walk stops at the page's end.
+        """
+        if self.filters.sort != "updated":
+            return None
+        shown = _conversation_filters(self.dialect, self.actor, self.filters, search=False)  # the form the index serves
+        # The walk's end: ordered by time alone, the index gives it without sorting ties by id.
+        newest = select(Conversation.updated_at).where(*shown).order_by(Conversation.updated_at.desc())
+        oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than _WALK: walk them all
+        since = func.coalesce(newest.offset(_WALK - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
+        query = select(*_ROW).where(*shown, Conversation.updated_at >= since, _has_hit(self.dialect, self.filters.search))
+        return self._page(_with_owner(query))
+
+    def _found(self, *columns):
+        """A select of ``columns`` from the conversations the hits found that ``where`` keeps."""
+        found = self.hits.distinct().subquery()
+        query = select(*columns).select_from(found).join(Conversation, Conversation.id == found.c.conversation_id)
+        return query.where(*self.where)
+
+    def _page(self, query):
+        return query.order_by(*_SORTS[self.filters.sort]).limit(self.limit).offset(self.offset)
 
 
 def _table(rows: list) -> pd.DataFrame:
