@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
-from functools import reduce
 
 import pandas as pd
 from sqlalchemy import (
@@ -24,19 +22,15 @@ from sqlalchemy import (
     String,
     and_,
     case,
-    column,
     false,
     func,
     literal,
-    literal_column,
-    or_,
     select,
-    table,
     type_coerce,
 )
 from sqlalchemy.orm import Session
 
-from chatbot import export, store
+from chatbot import export, fulltext, store
 from chatbot.errors import InputError, NotFoundError
 from chatbot.models import Conversation, Feedback, Message, User
 from chatbot.store import Actor
@@ -64,19 +58,12 @@ _FETCH_ROWS = 5_000  # rows turned into Python objects at a time while exporting
 # ("276+" against "922+" for a word in 11% of conversations) in a third of the time.
 _COUNTED_HITS = 300
 _WALK = 2_000  # newest conversations a page of a common word's search looks through for hits
-# The newest messages a walk on PostgreSQL reads the hits of at once: about those of the few
-# hundred conversations a page looks through.
-_RECENT_MESSAGES = 10_000
 _SORTS = {
     "updated": (Conversation.updated_at.desc(), Conversation.id.desc()),
     "started": (Conversation.created_at.desc(), Conversation.id.desc()),
     "messages": (Conversation.message_count.desc(), Conversation.updated_at.desc(), Conversation.id.desc()),
     "title": (Conversation.title, Conversation.id.desc()),
 }
-_TERM = re.compile(r'"([^"]*)"|([^\s"]+)')
-_FTS = table("messages_fts", column("rowid"))
-# SQLite only (migration 0003): message id -> conversation id, read from a covering index.
-_HITS = table("message_conversations", column("id"), column("conversation_id"))
 # Inlined, not bound, so SQLite can use the partial index on failed answers (migration 0003).
 _ERROR = literal("error", literal_execute=True)
 
@@ -165,66 +152,6 @@ def _format_param(name: str, value) -> str:
 # -- which conversations -----------------------------------------------------------------
 
 
-def search_terms(text: str) -> list[str]:
-    """The words and "quoted phrases" of a search, each reduced to its word characters."""
-    terms = (quoted or word for quoted, word in _TERM.findall(text))
-    return [" ".join(words) for words in (re.findall(r"\w+", term) for term in terms) if words]
-
-
-def _found_conversations(dialect: str, text: str):
-    """The ids of conversations with a message that has every term (None when the search has no words).
-
-    FTS5 on SQLite, the tsvector GIN index on PostgreSQL; uncorrelated on purpose, so the
-    index is read once, not once per conversation.
-    """
-    hits = _hits(dialect, text)
-    return None if hits is None else hits.distinct()
-
-
-def _hits(dialect: str, text: str):
-    """The conversation id of each message that has every term, one row per message, in index
-    order (None when the search has no words)."""
-    terms = search_terms(text)
-    if not terms:
-        return None
-    if dialect == "sqlite":
-        found = select(_HITS.c.conversation_id).select_from(_FTS).join(_HITS, _HITS.c.id == _FTS.c.rowid)
-        return found.where(_fts_match(terms))
-    return select(Message.conversation_id).where(_tsv_match(terms))
-
-
-def _has_hit(dialect: str, text: str) -> ColumnElement[bool]:
-    """Conversations with a message that has every term, tested one conversation at a time."""
-    terms = search_terms(text)
-    if dialect == "sqlite":
-        # "+ 0": SQLite reads the conversation's messages by their index and looks each up among
-        # the hits (read once), instead of looking every hit up in each conversation.
-        matched = (Message.id + 0).in_(select(_FTS.c.rowid).where(_fts_match(terms)))
-        return select(Message.id).where(Message.conversation_id == Conversation.id, matched).exists()
-    probe = select(Message.id).where(Message.conversation_id == Conversation.id, _tsv_match(terms))
-    # OFFSET 0 keeps PostgreSQL from turning the test into a join that reads every hit first.
-    probe = probe.offset(0).exists()
-    # Reading a conversation's messages one by one is the cost. A conversation whose messages are
-    # all among the newest ones has a hit exactly when it is among their hits, which one index
-    # read finds for every conversation at once; only the older conversations are read through.
-    window = select(func.max(Message.id)).scalar_subquery() - _RECENT_MESSAGES
-    recent_hits = select(Message.conversation_id).where(_tsv_match(terms), Message.id > window)
-    older = select(Message.id).where(Message.conversation_id == Conversation.id, Message.id <= window).exists()
-    return or_(Conversation.id.in_(recent_hits), and_(older, probe))
-
-
-def _fts_match(terms: list[str]) -> ColumnElement[bool]:
-    return literal_column("messages_fts").op("MATCH")(" ".join(f'"{term}"' for term in terms))
-
-
-def _tsv_match(terms: list[str]) -> ColumnElement[bool]:
-    english = literal_column("'english'::regconfig")
-    # Inlined, not bound: a prepared statement's generic plan would parse the query text again
-    # for every message it tests, instead of once.
-    queries = (func.phraseto_tsquery(english, literal(term, literal_execute=True)) for term in terms)
-    return literal_column("messages.content_tsv").op("@@")(reduce(lambda a, b: a.op("&&")(b), queries))
-
-
 def _start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
@@ -263,7 +190,7 @@ def _conversation_filters(
         rated = {"up": Conversation.thumbs_up > 0, "down": Conversation.thumbs_down > 0}
         clauses.append(rated.get(filters.feedback, Conversation.thumbs_up + Conversation.thumbs_down == 0))
     if filters.search.strip() and search:
-        found = _found_conversations(dialect, filters.search)
+        found = fulltext.found_conversations(dialect, filters.search)
         clauses.append(false() if found is None else Conversation.id.in_(found))
     return clauses
 
@@ -349,7 +276,7 @@ def _searched_page(
     bound. A common word then leaves most of its hits unread, and its page is found by
     looking through the newest conversations for one with a hit (``_Search.walk``).
     """
-    search = _search(dialect, actor, filters, offset, limit, (_COUNTED_HITS, _WALK, _RECENT_MESSAGES))
+    search = _search(dialect, actor, filters, offset, limit, (_COUNTED_HITS, _WALK, fulltext.RECENT_MESSAGES))
     if search.hits is None:
         return [], MatchCount(0)
     read, found = session.execute(search.count).one()
@@ -380,7 +307,7 @@ class _Search:
         self.dialect, self.actor, self.filters, self.offset, self.limit = dialect, actor, filters, offset, limit
         self.needed = offset + limit + 1  # a count this high shows whether another page follows
         self.scan = max(_COUNTED_HITS, 2 * self.needed)
-        self.hits = _hits(dialect, filters.search)
+        self.hits = fulltext.hits(dialect, filters.search)
         self.where = _conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
 
     @functools.cached_property
@@ -421,7 +348,7 @@ class _Search:
         newest = select(Conversation.updated_at).where(*shown).order_by(Conversation.updated_at.desc())
         oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than _WALK: walk them all
         since = func.coalesce(newest.offset(_WALK - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
-        query = select(*_ROW).where(*shown, Conversation.updated_at >= since, _has_hit(self.dialect, self.filters.search))
+        query = select(*_ROW).where(*shown, Conversation.updated_at >= since, fulltext.has_hit(self.dialect, self.filters.search))
         return self._page(_with_owner(query))
 
     def _found(self, *columns):

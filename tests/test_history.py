@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from chatbot import db as database
-from chatbot import history, store
+from chatbot import fulltext, history, store
 from chatbot.errors import InputError, NotFoundError
 from chatbot.export import EXPORT_COLUMNS
 from chatbot.history import HistoryFilter
@@ -256,7 +256,7 @@ def test_walk_reads_through_conversations_older_than_the_newest_messages(db, use
     with db.begin() as session:  # the old conversation, active again: its hit is not among the newest messages
         clock.now = MAY + dt.timedelta(days=21)
         store.append_message(session, bob, old, role="user", content="Thanks")
-    monkeypatch.setattr(history, "_RECENT_MESSAGES", 3)  # Weather's two and the thanks
+    monkeypatch.setattr(fulltext, "RECENT_MESSAGES", 3)  # Weather's two and the thanks
     with db.begin() as session:
         walk = history._Search(history._dialect(session), root, HistoryFilter(search="vacuum"), offset=0, limit=3).walk
         rows = session.execute(walk).all()
@@ -621,7 +621,7 @@ def test_filter_describes_itself_for_the_audit_log():
 
 
 def test_search_terms_are_words_and_quoted_phrases():
-    assert history.search_terms('churn "by  region" Q3? -x ??') == ["churn", "by region", "Q3", "x"]
+    assert fulltext.search_terms('churn "by  region" Q3? -x ??') == ["churn", "by region", "Q3", "x"]
 
 
 def test_feedback_counters_migration_counts_the_ratings_already_given(engine, db, users, seeded):
