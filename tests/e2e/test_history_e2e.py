@@ -31,6 +31,7 @@ from tests.e2e.conftest import (
     search_history,
     select_row,
     start_app,
+    table_rows,
     table_titles,
     wait_for_login_cookie,
 )
@@ -75,6 +76,8 @@ def test_thumbs_down_with_a_comment_is_shown_on_history(alice: Page):
     search_history(page, "CUPED")
     expect(page.get_by_text("1 conversations match")).to_be_visible()
     table_titles(page, [question])
+    row = table_rows(page)[0]
+    assert (row["👍"], row["👎"]) == ("0", "1"), row
     select_row(page, 0)
     transcript = page.get_by_test_id("stMainBlockContainer")
     expect(transcript).to_contain_text("Deng et al.")  # the answer, so the transcript is open
