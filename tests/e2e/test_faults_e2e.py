@@ -15,6 +15,7 @@ from tests.e2e.conftest import (
     free_port,
     logged_in,
     messages,
+    settle,
     start_app,
     warm_up,
 )
@@ -67,6 +68,7 @@ def test_langflow_unreachable_keeps_the_question_across_a_reload_and_retry_answe
     expect(messages(page).nth(1).get_by_test_id("stAlert")).to_contain_text("Cannot reach Langflow")
     assert_no_traceback(page)
 
+    settle(page)  # the reload logs in again by cookie, and that rerun can swallow a click
     with ReplayServer(default=functools.partial(echo_flow, tokens=True), port=langflow_port):
         page.get_by_role("button", name="Retry").click()
         expect(messages(page)).to_have_count(3)

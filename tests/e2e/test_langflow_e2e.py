@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     logged_in,
     messages,
     open_chat,
+    settle,
     start_app,
     unsafe_nodes,
     warm_up,
@@ -116,6 +117,7 @@ def test_a_model_stream_cut_mid_answer_shows_an_error_and_the_question_survives_
     assert_no_traceback(page)
 
     model_stub.configure(cut_after=None, token_delay=0.0)
+    settle(page)  # the reload logs in again by cookie, and that rerun can swallow a click
     page.get_by_role("button", name="Retry").click()
     expect(messages(page)).to_have_count(3)
     expect(messages(page).last).to_contain_text(" ".join(WORDS))
