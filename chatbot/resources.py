@@ -50,9 +50,9 @@ def database(database_url: str, pool_size: int = 10) -> sessionmaker[Session]:
 
 
 @st.cache_resource(show_spinner=False)
-def readonly_database(database_url: str) -> sessionmaker[Session]:
+def readonly_database(database_url: str, pool_size: int = 10) -> sessionmaker[Session]:
     """Read-only sessions on the same pool (long exports never hold the SQLite write lock)."""
-    return db.readonly_factory(database(database_url).kw["bind"])
+    return db.readonly_factory(database(database_url, pool_size).kw["bind"])
 
 
 @st.cache_resource(show_spinner=False)

@@ -30,7 +30,7 @@ TABLE_CONFIG = {
 actor = ui.require_actor()
 settings = resources.settings()
 db = resources.database(settings.database_url, settings.db_pool_size)
-readonly = resources.readonly_database(settings.database_url)
+readonly = resources.readonly_database(settings.database_url, settings.db_pool_size)
 
 st.title("History")
 
