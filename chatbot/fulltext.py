@@ -50,8 +50,9 @@ def hits(dialect: str, text: str):
     return select(Message.conversation_id).where(_tsv_match(terms))
 
 
-def has_hit(dialect: str, text: str) -> ColumnElement[bool]:
-    """Conversations with a message that has every term, tested one conversation at a time."""
+def has_hit(dialect: str, text: str, *, recent_messages: int = RECENT_MESSAGES) -> ColumnElement[bool]:
+    """Conversations with a message that has every term, tested one conversation at a time
+    (on PostgreSQL, the newest ``recent_messages`` messages' hits read at once)."""
     terms = search_terms(text)
     if dialect == "sqlite":
         # "+ 0": SQLite reads the conversation's messages by their index and looks each up among
@@ -64,7 +65,7 @@ def has_hit(dialect: str, text: str) -> ColumnElement[bool]:
     # Reading a conversation's messages one by one is the cost. A conversation whose messages are
     # all among the newest ones has a hit exactly when it is among their hits, which one index
     # read finds for every conversation at once; only the older conversations are read through.
-    window = select(func.max(Message.id)).scalar_subquery() - RECENT_MESSAGES
+    window = select(func.max(Message.id)).scalar_subquery() - recent_messages
     recent_hits = select(Message.conversation_id).where(_tsv_match(terms), Message.id > window)
     older = select(Message.id).where(Message.conversation_id == Conversation.id, Message.id <= window).exists()
     return or_(Conversation.id.in_(recent_hits), and_(older, probe))

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import pandas as pd
 from sqlalchemy import (
@@ -276,7 +277,7 @@ def _searched_page(
     bound. A common word then leaves most of its hits unread, and its page is found by
     looking through the newest conversations for one with a hit (``_Search.walk``).
     """
-    search = _search(dialect, actor, filters, offset, limit, (_COUNTED_HITS, _WALK, fulltext.RECENT_MESSAGES))
+    search = _search(dialect, actor, filters, offset, limit, _tuning())
     if search.hits is None:
         return [], MatchCount(0)
     read, found = session.execute(search.count).one()
@@ -293,20 +294,35 @@ def _searched_page(
     return rows, MatchCount(found, at_least=True)
 
 
+class _Tuning(NamedTuple):
+    """The constants a search's statements are built from (part of their cache key)."""
+
+    counted_hits: int
+    walk: int
+    recent_messages: int
+
+
+def _tuning() -> _Tuning:
+    return _Tuning(_COUNTED_HITS, _WALK, fulltext.RECENT_MESSAGES)
+
+
 @functools.lru_cache(maxsize=256)
-def _search(dialect: str, actor: Actor, filters: HistoryFilter, offset: int, limit: int, tuning: tuple) -> _Search:
+def _search(dialect: str, actor: Actor, filters: HistoryFilter, offset: int, limit: int, tuning: _Tuning) -> _Search:
     """The statements of a search's page, kept: a history page reruns its search on every click, and
-    building them takes longer than running the cheap ones. ``tuning`` holds the constants they read."""
-    return _Search(dialect, actor, filters, offset, limit)
+    building them takes longer than running the cheap ones."""
+    return _Search(dialect, actor, filters, offset, limit, tuning)
 
 
 class _Search:
     """The statements that find one page of a search, each built when first needed."""
 
-    def __init__(self, dialect: str, actor: Actor, filters: HistoryFilter, offset: int, limit: int) -> None:
+    def __init__(
+        self, dialect: str, actor: Actor, filters: HistoryFilter, offset: int, limit: int, tuning: _Tuning
+    ) -> None:
         self.dialect, self.actor, self.filters, self.offset, self.limit = dialect, actor, filters, offset, limit
+        self.tuning = tuning
         self.needed = offset + limit + 1  # a count this high shows whether another page follows
-        self.scan = max(_COUNTED_HITS, 2 * self.needed)
+        self.scan = max(tuning.counted_hits, 2 * self.needed)
         self.hits = fulltext.hits(dialect, filters.search)
         self.where = _conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
 
@@ -336,7 +352,7 @@ class _Search:
 
     @functools.cached_property
     def walk(self):
-        """The page's rows found by looking through the newest ``_WALK`` conversations, newest first,
+        """The page's rows found by looking through the newest ``tuning.walk`` conversations, newest first,
         for a hit in each; None when the sort is not by last activity.
 
         Only last activity has an index to walk in order, and the walk stops at the page's end.
@@ -346,9 +362,10 @@ class _Search:
         shown = _conversation_filters(self.dialect, self.actor, self.filters, search=False)  # the form the index serves
         # The walk's end: ordered by time alone, the index gives it without sorting ties by id.
         newest = select(Conversation.updated_at).where(*shown).order_by(Conversation.updated_at.desc())
-        oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than _WALK: walk them all
-        since = func.coalesce(newest.offset(_WALK - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
-        query = select(*_ROW).where(*shown, Conversation.updated_at >= since, fulltext.has_hit(self.dialect, self.filters.search))
+        oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than the walk's: walk them all
+        since = func.coalesce(newest.offset(self.tuning.walk - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
+        found = fulltext.has_hit(self.dialect, self.filters.search, recent_messages=self.tuning.recent_messages)
+        query = select(*_ROW).where(*shown, Conversation.updated_at >= since, found)
         return self._page(_with_owner(query))
 
     def _found(self, *columns):

@@ -258,7 +258,8 @@ def test_walk_reads_through_conversations_older_than_the_newest_messages(db, use
         store.append_message(session, bob, old, role="user", content="Thanks")
     monkeypatch.setattr(fulltext, "RECENT_MESSAGES", 3)  # Weather's two and the thanks
     with db.begin() as session:
-        walk = history._Search(history._dialect(session), root, HistoryFilter(search="vacuum"), offset=0, limit=3).walk
+        search = HistoryFilter(search="vacuum")
+        walk = history._Search(history._dialect(session), root, search, 0, 3, history._tuning()).walk
         rows = session.execute(walk).all()
     assert [row.title for row in rows] == ["Old vacuum", "Vacuum 02", "Vacuum 01"]
 
