@@ -7,8 +7,9 @@ from urllib.parse import urlparse
 
 import streamlit as st
 
+from chatbot import resources
 from chatbot.errors import ChatbotError
-from chatbot.render import escape_html, safe_markdown
+from chatbot.render import plain_text, safe_html
 from chatbot.store import Actor
 
 logger = logging.getLogger("chatbot.ui")
@@ -37,7 +38,17 @@ def asked_for() -> tuple[str, dict]:
 def show_error(exc: ChatbotError, *, doing: str) -> None:
     """The one place an error becomes UI: a message to act on, details only in the log."""
     logger.warning("%s failed: %s", doing, exc.detail)
-    st.error(f"{doing[:1].upper()}{doing[1:]} failed. {exc}", icon=":material/error:")
+    st.error(plain_label(f"{doing[:1].upper()}{doing[1:]} failed. {exc}"), icon=":material/error:")
+
+
+def plain_label(text: str) -> str:
+    """Outside text (a title, a name, an error) for a label Streamlit renders as Markdown: as typed."""
+    return plain_text(text)
+
+
+def markdown(text: str) -> None:
+    """Outside Markdown (an answer, a question, a note) through the one sanitizer."""
+    st.markdown(safe_html(text, resources.settings().allowed_image_hosts), unsafe_allow_html=True)
 
 
 def duration(ms: int) -> str:
@@ -45,7 +56,7 @@ def duration(ms: int) -> str:
 
 
 def message_caption(message) -> str:
-    """'flow-id · 1.2 s · first token 300 ms · 51 tokens' for an answer."""
+    """'flow-id · 1.2 s · first token 300 ms · 51 tokens' for an answer (outside text: plain_label it)."""
     parts = [message.flow_id or message.engine or ""]
     if message.latency_ms is not None:
         parts.append(duration(message.latency_ms))
@@ -56,13 +67,52 @@ def message_caption(message) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def question_body(text: str) -> None:
+    long_text(text, key="question")
+
+
+def long_text(text: str, *, key: str) -> None:
+    """Markdown, or for a text past MAX_PREVIEW_CHARS its beginning and a download of the whole."""
+    limit = resources.settings().max_preview_chars
+    if len(text) <= limit:
+        markdown(text)
+        return
+    markdown(text[:limit])
+    st.caption(f"This text is {len(text):,} characters long; the preview shows the first {limit:,}.")
+    st.download_button("Download the whole text", data=text, file_name="answer.md", mime="text/markdown",
+                       key=f"long_{key}", on_click="ignore", icon=":material/download:")
+
+
 def message_body(message) -> None:
-    """The text of a message: questions as plain text, answers as safe Markdown."""
-    if message.role == "user":
-        st.markdown(escape_html(message.content))
+    """A saved message: its text (each output on its own when a flow had several), and its status."""
+    outputs = getattr(message, "outputs", None) or []
+    if message.role == "assistant" and len(outputs) > 1:
+        for n, output in enumerate(outputs, 1):
+            with st.container(border=True):
+                st.caption(plain_label(output.get("label") or f"Output {n}"))
+                long_text(output.get("text") or "", key=f"{message.id}_{n}")
     elif message.content:
-        st.markdown(safe_markdown(message.content))
+        long_text(message.content, key=str(message.id))
     if message.status == "error":
-        st.error(f"No answer: {message.error or 'the engine failed.'}", icon=":material/error:")
+        st.error(plain_label(f"No answer: {message.error or 'the engine failed.'}"), icon=":material/error:")
     elif message.status == "interrupted":
-        st.warning(f"Interrupted: {message.error or 'the answer did not finish.'}", icon=":material/pause_circle:")
+        st.warning(plain_label(f"Interrupted: {message.error or 'the answer did not finish.'}"),
+                   icon=":material/pause_circle:")
+    elif message.status == "stopped":
+        st.info(plain_label(message.error or "Stopped."), icon=":material/stop_circle:")
+
+
+def live_answer(slot, outputs: list[tuple[str, int]], *, stopping: bool) -> None:
+    """The answer while it streams: one block per output, its newest part past a few pages."""
+    if not outputs:
+        slot.status("Stopping…" if stopping else "Thinking…", state="running")
+        return
+    with slot.container():
+        for n, (text, length) in enumerate(outputs, 1):
+            if len(outputs) > 1:
+                st.caption(f"Output {n}")
+            if length > len(text):
+                st.caption(f"Streaming: {length:,} characters so far; the newest are shown.")
+            st.markdown(safe_html(text + " ▌", resources.settings().allowed_image_hosts), unsafe_allow_html=True)
+        if stopping:
+            st.caption("Stopping…")

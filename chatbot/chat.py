@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot import store
-from chatbot.engine import Answer, ChatBackend, Token
+from chatbot.engine import Answer, ChatBackend, Output, Token, combined_text
 from chatbot.errors import ChatbotError, EngineError, InputError
 from chatbot.store import Actor
 
@@ -38,17 +39,19 @@ def clean_question(text: str | None, *, max_chars: int) -> str | None:
 
 
 INTERRUPTED = "The answer was interrupted before it finished."
+STOPPED = "You stopped this answer."
 
 
 @dataclass
 class Turn:
     """A question saved in a conversation, and the answer streaming for it.
 
-    Iterate ``chunks()`` to stream the answer; afterwards ``message_id``, ``status`` and
-    ``error`` say what was saved. The answer is in the database from its start, marked
-    interrupted, and its text is saved every ``save_every`` seconds while it streams: a server
-    that dies mid-answer leaves what had arrived. Closing the iterator early saves the partial
-    answer as ``interrupted`` and closes the engine's connection.
+    ``begin()`` saves the answer's row, marked interrupted; iterating ``chunks()`` streams the
+    answer and saves its text every ``save_every`` seconds, so a server that dies mid-answer
+    leaves what had arrived. Afterwards ``message_id``, ``status`` and ``error`` say what was
+    saved. ``stop()`` (from any thread) ends the stream at its next event and saves the partial
+    answer as ``stopped``; closing the iterator early saves it as ``interrupted``. Either closes
+    the engine's connection, so Langflow cancels the run.
     """
 
     db: sessionmaker[Session]
@@ -63,44 +66,85 @@ class Turn:
     message_id: int | None = None
     text: str = ""
     metadata: dict = field(default_factory=dict)
+    _live: dict[str, list[str]] = field(default_factory=dict, repr=False)  # output id -> its tokens
+    _lengths: dict[str, int] = field(default_factory=dict, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
-    def chunks(self) -> Iterator[str]:
-        started, first, parts, answer = time.perf_counter(), None, [], None
-        self.status = "interrupted"
-        self._start()
-        events = self.backend.stream(self.question, session_id=self.session_id)
-        saved = started
-        try:
-            for event in events:
-                if isinstance(event, Token):
-                    first = first or time.perf_counter()
-                    parts.append(event.text)
-                    if time.perf_counter() - saved >= self.save_every:
-                        self._save_progress("".join(parts))
-                        saved = time.perf_counter()
-                    yield event.text
-                elif isinstance(event, Answer):
-                    answer = event
-            self.status = "complete" if answer is not None else "error"
-        except EngineError as exc:
-            self.status, self.error = "error", exc
-            logger.warning("answer failed in conversation %s: %s", self.conversation_id, exc.detail)
-        finally:
-            events.close()
-            self._finish(answer, "".join(parts), started, first)
-
-    @property
-    def _flow_id(self) -> str | None:
-        return self.backend.label if self.backend.engine == "langflow" else None
-
-    def _start(self) -> None:
+    def begin(self) -> None:
         """The answer's row, before the engine is called: interrupted until it is finished."""
+        if self.message_id is not None:
+            return
         with self.db.begin() as session:
             message = store.append_message(
                 session, self.actor, self.conversation_id, role="assistant", content="",
                 status="interrupted", error=INTERRUPTED, engine=self.backend.engine, flow_id=self._flow_id,
             )
             self.message_id = message.id
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def live_outputs(self, tail: int | None = None) -> list[tuple[str, int]]:
+        """The answer so far, in the order the outputs began: (text, its length) for each; with
+        ``tail``, only about the last ``tail`` characters of each text, at the same cost at any
+        length (safe from any thread: the stream only appends)."""
+        shown = []
+        for output, tokens in list(self._live.items()):
+            length = self._lengths.get(output, 0)
+            if tail is None or length <= tail:
+                text = "".join(tokens)
+                shown.append((text, len(text)))
+                continue
+            picked, size = [], 0
+            for token in reversed(tokens):
+                if size >= tail:
+                    break
+                picked.append(token)
+                size += len(token)
+            shown.append(("".join(reversed(picked)), length))
+        return shown
+
+    def chunks(self) -> Iterator[str]:
+        started, first, answer = time.perf_counter(), None, None
+        self.status = "interrupted"
+        self.begin()
+        events = self.backend.stream(self.question, session_id=self.session_id)
+        saved = started
+        try:
+            for event in events:
+                if self._stop.is_set():
+                    self.status = "stopped"
+                    break
+                if isinstance(event, Token):
+                    first = first or time.perf_counter()
+                    self._live.setdefault(event.output, []).append(event.text)
+                    self._lengths[event.output] = self._lengths.get(event.output, 0) + len(event.text)
+                    if time.perf_counter() - saved >= self.save_every:
+                        self._save_progress(self._partial())
+                        saved = time.perf_counter()
+                    yield event.text
+                elif isinstance(event, Answer):
+                    answer = event
+            else:
+                self.status = "complete" if answer is not None else "error"
+        except EngineError as exc:
+            self.status, self.error = "error", exc
+            logger.warning("answer failed in conversation %s: %s", self.conversation_id, exc.detail)
+        finally:
+            events.close()
+            self._finish(answer, self._partial(), started, first)
+
+    def _partial(self) -> str:
+        texts = self.live_outputs()
+        return combined_text([Output(text) for text, _length in texts]) if texts else ""
+
+    @property
+    def _flow_id(self) -> str | None:
+        return self.backend.label if self.backend.engine == "langflow" else None
 
     def _save_progress(self, partial: str) -> None:
         """Best effort: a failed intermediate save must not cut the answer off; the last one counts."""
@@ -112,7 +156,8 @@ class Turn:
 
     def _finish(self, answer: Answer | None, partial: str, started: float, first: float | None) -> None:
         finished = time.perf_counter()
-        self.text = answer.text if answer is not None and self.status == "complete" else partial
+        complete = answer is not None and self.status == "complete"
+        self.text = answer.text if complete else partial
         usage = (answer.usage or {}) if answer else {}
         self.metadata = {
             "engine": self.backend.engine,
@@ -122,8 +167,10 @@ class Turn:
             "input_tokens": usage.get("input_tokens"),
             "output_tokens": usage.get("output_tokens"),
             "total_tokens": usage.get("total_tokens"),
+            "outputs": [asdict(o) for o in answer.outputs] if complete and answer.outputs else None,
         }
-        error = INTERRUPTED if self.status == "interrupted" else str(self.error) if self.error else None
+        error = {"interrupted": INTERRUPTED, "stopped": STOPPED}.get(self.status) or (
+            str(self.error) if self.error else None)
         with self.db.begin() as session:
             store.update_answer(
                 session, self.actor, self.message_id, content=self.text, status=self.status, error=error,

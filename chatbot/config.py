@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets as secrets_lib
 import tomllib
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ class Settings:
     auth_cookie_days: float = 30.0
     login_max_attempts: int = 5
     max_message_chars: int = 20_000
+    max_preview_chars: int = 100_000
+    allowed_image_hosts: frozenset[str] = frozenset()
     db_pool_size: int = 10
     chatbot_env: str = DEVELOPMENT
     log_level: str = "INFO"
@@ -90,6 +93,8 @@ def load_settings(
         auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
         login_max_attempts=_number(raw, "LOGIN_MAX_ATTEMPTS", Settings.login_max_attempts, int),
         max_message_chars=_number(raw, "MAX_MESSAGE_CHARS", Settings.max_message_chars, int),
+        max_preview_chars=_number(raw, "MAX_PREVIEW_CHARS", Settings.max_preview_chars, int),
+        allowed_image_hosts=_hosts(raw.get("ALLOWED_IMAGE_HOSTS", "")),
         db_pool_size=_number(raw, "DB_POOL_SIZE", Settings.db_pool_size, int),
         chatbot_env=env,
         log_level=_log_level(raw.get("LOG_LEVEL", Settings.log_level)),
@@ -144,6 +149,18 @@ def _number(raw: Mapping[str, str], name: str, default, kind):
     if value <= 0:
         raise ConfigError(name, f"must be greater than 0, not {raw[name]!r}.")
     return value
+
+
+def _hosts(value: str) -> frozenset[str]:
+    """Host names, separated by commas or spaces: exact names, no wildcards, no schemes."""
+    hosts = frozenset(h.strip().lower() for h in value.replace(",", " ").split() if h.strip())
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?", host):
+            raise ConfigError(
+                "ALLOWED_IMAGE_HOSTS", f"{host!r} is not a host name. List names like images.example.com, "
+                "separated by commas."
+            )
+    return hosts
 
 
 def _choice(raw: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:

@@ -9,18 +9,54 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Token:
-    """A piece of the answer as it arrives; shown live, never stored on its own."""
+    """A piece of the answer as it arrives; shown live, never stored on its own.
+
+    ``output`` names the output it belongs to (Langflow's message id): a flow with several
+    Chat Outputs streams them at once, and their tokens interleave.
+    """
 
     text: str
+    output: str = field(default="", compare=False)  # equal tokens: the same text
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of an answer: a flow's Chat Output, with the component that wrote it."""
+
+    text: str
+    label: str = ""  # the component's display name ("Chat Output", or what the flow named it)
+    component_id: str = ""
+    usage: dict | None = None
 
 
 @dataclass(frozen=True)
 class Answer:
-    """The final answer: the last item of a stream, and what is stored."""
+    """The final answer: the last item of a stream, and what is stored.
+
+    ``text`` is the whole answer as one Markdown text; with several ``outputs`` it holds each
+    under its label, so search, exports and any reader see all of them.
+    """
 
     text: str
     usage: dict | None = None  # {"input_tokens", "output_tokens", "total_tokens"} when known
     sources: tuple[str, ...] = field(default_factory=tuple)  # cited note files, if any
+    outputs: tuple[Output, ...] = ()  # set only when there are several
+
+
+def combined_text(outputs: list[Output] | tuple[Output, ...]) -> str:
+    """Several outputs as one Markdown text: each under its bold label, in the flow's order."""
+    if len(outputs) == 1:
+        return outputs[0].text
+    return "\n\n".join(f"**{o.label or f'Output {n}'}**\n\n{o.text}" for n, o in enumerate(outputs, 1))
+
+
+def summed_usage(usages: list[dict | None]) -> dict | None:
+    """Token usage added up over outputs; None when no output reported any."""
+    known = [u for u in usages if u]
+    if not known:
+        return None
+    keys = ("input_tokens", "output_tokens", "total_tokens")
+    return {k: sum(u.get(k) or 0 for u in known) for k in keys if any(u.get(k) is not None for u in known)}
 
 
 class ChatBackend(Protocol):

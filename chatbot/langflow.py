@@ -18,7 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from chatbot.engine import Answer, Token
+from chatbot.engine import Answer, Output, Token, combined_text, summed_usage
 from chatbot.errors import (
     InputError,
     LangflowAuthError,
@@ -293,10 +293,17 @@ def read_answer(payload: dict, *, session_id: str | None = None) -> Answer:
             "Try again; if it persists, check that the server runs a supported Langflow version.",
             detail=f"sent session_id {session_id!r}, answer has {payload.get('session_id')!r}",
         )
-    for result in _component_results(payload):
-        text = _first_text(result)
-        if text is not None:
-            return Answer(text=text, usage=_usage(result))
+    outputs = [
+        Output(text=text, label=_label(result), component_id=str(result.get("component_id") or ""),
+               usage=_usage(result))
+        for result in _component_results(payload)
+        if (text := _first_text(result)) is not None
+    ]
+    if len(outputs) == 1:
+        return Answer(text=outputs[0].text, usage=outputs[0].usage)
+    if outputs:  # a flow with several Chat Outputs: every one is kept, and all their usage counts
+        return Answer(text=combined_text(outputs), usage=summed_usage([o.usage for o in outputs]),
+                      outputs=tuple(outputs))
     raise LangflowBadResponse(
         "Langflow's answer holds no chat message. Check that the flow ends with a Chat Output component.",
         detail=f"no text in {_snippet(payload)}",
@@ -316,6 +323,14 @@ def _first_text(result: dict) -> str | None:
         if isinstance(text, str):
             return text
     return None
+
+
+def _label(result: dict) -> str:
+    """The output component's display name (what the flow's author called it), else its id."""
+    for key in ("component_display_name", "component_id"):
+        if isinstance(result.get(key), str) and result[key].strip():
+            return result[key].strip()
+    return ""
 
 
 def _usage(result: dict) -> dict | None:
@@ -382,7 +397,7 @@ def _stream_answer(
         kind, data = event["event"], event.get("data")
         if kind == "token" and (chunk := _token_chunk(data)):
             streamed = True
-            yield Token(chunk)
+            yield Token(chunk, output=str(data.get("id") or ""))
         elif kind == "add_message" and isinstance(data, dict):
             messages[str(data.get("id"))] = data
         elif kind == "error":

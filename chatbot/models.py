@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     ForeignKey,
@@ -17,7 +18,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ROLES = ("analyst", "admin")
-STATUSES = ("complete", "error", "interrupted")
+# interrupted: the stream was lost (a dropped connection, a crashed server); stopped: the user stopped it.
+STATUSES = ("complete", "error", "interrupted", "stopped")
 
 
 def utcnow() -> datetime:
@@ -85,6 +87,9 @@ class Message(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
+    # A flow with several Chat Outputs: [{"text", "label", "component_id", "usage"}] in the flow's
+    # order (content holds them all as one text). None for an answer with one output.
+    outputs: Mapped[list | None] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_messages_conversation", "conversation_id", "id"),

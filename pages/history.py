@@ -11,7 +11,6 @@ import ui
 from chatbot import export, history, resources, store
 from chatbot.errors import ChatbotError
 from chatbot.history import FEEDBACK_LABELS, SORT_LABELS, HistoryFilter
-from chatbot.render import safe_markdown
 
 PAGE_SIZE = 50
 OLDEST = dt.date(2000, 1, 1)
@@ -158,12 +157,12 @@ def message_details(m: history.TranscriptMessage) -> str:
     if m.feedback_score is not None:
         comment = " ".join((m.feedback_comment or "").split())
         parts.append(FEEDBACK_LABELS["up" if m.feedback_score else "down"] + (f" “{comment}”" if comment else ""))
-    return safe_markdown(" · ".join(p for p in parts if p))
+    return ui.plain_label(" · ".join(p for p in parts if p))
 
 
 def show_transcript(chat: history.Transcript) -> None:
     st.divider()
-    st.subheader(safe_markdown(chat.title), anchor=False)
+    st.subheader(ui.plain_label(chat.title), anchor=False)
     gone = " · deleted by its owner" if chat.deleted else ""
     st.caption(f"{chat.owner} · started {chat.created_at:%Y-%m-%d %H:%M} UTC · {len(chat.messages)} messages{gone}")
     buttons = st.columns(4)

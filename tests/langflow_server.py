@@ -102,6 +102,10 @@ class LangflowServer:
         return self.flows["failing"]
 
     @property
+    def two_output_flow(self) -> str:
+        return self.flows["two_outputs"]
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "langflow.log"
 
@@ -436,6 +440,26 @@ def openai_node(builder: FlowBuilder, openai_base: str, *, api_key: str | None, 
     return node
 
 
+FIRST_MODEL, SECOND_MODEL = "stub-first", "stub-second"  # the two models of the two-output flow
+
+
+def two_output_flow(builder: FlowBuilder, openai_base: str) -> dict:
+    """Chat Input -> two OpenAI models (streaming) -> a Chat Output each, named "Summary" and "Details".
+
+    Both outputs stream at once, so their tokens interleave (as in the "Text Sentiment
+    Analysis" starter); configure the stub's ``answers`` by model to tell them apart.
+    """
+    chat_in = builder.node("ChatInput")
+    nodes, edges = [chat_in], []
+    for model, title in ((FIRST_MODEL, "Summary"), (SECOND_MODEL, "Details")):
+        llm = openai_node(builder, openai_base, api_key="sk-stub", model=model)
+        chat_out = builder.node("ChatOutput")
+        chat_out["data"]["node"]["display_name"] = title
+        nodes += [llm, chat_out]
+        edges += [edge(chat_in, "message", llm, "input_value"), edge(llm, "text_output", chat_out, "input_value")]
+    return builder.flow("two outputs", nodes, edges)
+
+
 def failing_flow(builder: FlowBuilder) -> dict:
     """Chat Input -> a custom component that raises ``FAILING_MESSAGE`` -> Chat Output."""
     chat_in, chat_out = builder.node("ChatInput"), builder.node("ChatOutput")
@@ -472,6 +496,7 @@ def build_test_flows(builder: FlowBuilder, openai_base: str) -> dict[str, str]:
         "echo": echo_flow(builder),
         "model": model_flow(builder, openai_base),
         "failing": failing_flow(builder),
+        "two_outputs": two_output_flow(builder, openai_base),
     }
     return {name: builder.save(flow) for name, flow in flows.items()}
 

@@ -20,6 +20,7 @@ class Behaviour:
     """How the stub answers the next requests; set with ``OpenAIStub.configure``."""
 
     answer: str | None = None  # None: "You said: <last user message>"
+    answers: dict[str, str] = field(default_factory=dict)  # by model name; ``answer`` for the others
     token_delay: float = 0.0  # seconds before each streamed word (and once per word, non-stream)
     # Drop the connection after this many words, without [DONE] (non-stream: half the body).
     cut_after: int | None = None
@@ -71,9 +72,9 @@ class OpenAIStub:
         self.stop()
 
 
-def answer_words(behaviour: Behaviour, messages: list[dict]) -> list[str]:
+def answer_words(behaviour: Behaviour, messages: list[dict], model: str | None = None) -> list[str]:
     """The answer split into tokens: words, each but the first with its leading space."""
-    text = behaviour.answer
+    text = behaviour.answers.get(model or "", behaviour.answer)
     if text is None:
         text = f"You said: {_last_user_text(messages)}"
     words = text.split(" ")
@@ -132,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete(self, body: dict, behaviour: Behaviour) -> None:
         messages = body.get("messages", [])
-        words = answer_words(behaviour, messages)
+        words = answer_words(behaviour, messages, body.get("model"))
         time.sleep(behaviour.token_delay * len(words))
         reply = {
             **_envelope("chat.completion"),
@@ -153,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict, behaviour: Behaviour) -> None:
         messages = body.get("messages", [])
-        words = answer_words(behaviour, messages)
+        words = answer_words(behaviour, messages, body.get("model"))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import chat, store
+from chatbot import chat, live, store
 from chatbot.errors import InputError, LangflowFlowError
 from chatbot.langflow import LangflowClient
 from chatbot.notes import NotesEngine, NotesIndex
@@ -150,3 +150,76 @@ def test_notes_answers_cite_their_files(db, users, notes):
     "".join(turn.chunks())
     assert turn.status == "complete" and "postgres-vacuum.md" in turn.text
     assert turn.metadata["engine"] == "notes" and turn.metadata["flow_id"] is None
+
+
+# -- several outputs, stop, and answers that stream on their own (issues #13, #14) --------------
+
+
+def test_both_outputs_of_a_two_output_flow_are_saved_and_shown_apart(db, users, langflow):
+    """Issue #13: the second output's answer was lost and its tokens mixed into the first's."""
+    from tests.test_langflow_client import RECORDED_SESSION, recorded_two_outputs
+
+    langflow.answer(stream_reply(recorded_two_outputs()))
+    turn = chat.ask(db, users["alice"], None, "hi", client(langflow), max_chars=100)
+    turn.session_id = RECORDED_SESSION  # the recording's own session
+    list(turn.chunks())
+    assert sorted(text for text, _ in turn.live_outputs()) == ["Alpha beta gamma delta", "One two three four five"]
+    with db.begin() as session:
+        answer = store.list_messages(session, users["alice"], turn.conversation_id)[-1]
+    assert answer.status == "complete" and answer.total_tokens == 11
+    assert [(o["label"], o["text"]) for o in answer.outputs] == [
+        ("Summary", "Alpha beta gamma delta"), ("Details", "One two three four five")]
+    assert "One two three four five" in answer.content and "Alpha beta gamma delta" in answer.content
+
+
+def slow_words(request, words=20, delay=0.05):
+    run = streamed_run([f"w{n} " for n in range(words)], session_id=request.body["session_id"])
+    return stream_reply(run, delay=delay)
+
+
+def test_stop_saves_the_partial_answer_as_stopped_and_drops_the_connection(db, users, langflow):
+    langflow.answer(slow_words)
+    turn = chat.ask(db, users["alice"], None, "count slowly", client(langflow), max_chars=100)
+    stream = turn.chunks()
+    assert next(stream) == "w0 "
+    turn.stop()
+    assert list(stream) == []
+    assert langflow.disconnected.wait(3), "Langflow's run was not cancelled"
+    assert messages(db, users["alice"], turn.conversation_id)[-1] == ("assistant", "w0 ", "stopped")
+    with db.begin() as session:
+        assert store.list_messages(session, users["alice"], turn.conversation_id)[-1].error == chat.STOPPED
+
+
+def test_a_live_answer_goes_on_when_nobody_watches_and_is_saved_complete(db, users, langflow):
+    """Issue #14: a rerun ended the stream. Now the answer streams in its own thread; a page
+    that goes away (a rerun, a closed tab) leaves it running to the end."""
+    langflow.answer(functools.partial(slow_words, words=10, delay=0.02))
+    turn = chat.ask(db, users["alice"], None, "count", client(langflow), max_chars=100)
+    streaming = live.start(turn)
+    assert live.running(db, users["alice"], turn.conversation_id) is streaming
+    assert live.running(db, users["bob"], turn.conversation_id) is None  # only its owner sees it
+    assert messages(db, users["alice"], turn.conversation_id)[-1][2] == "interrupted"  # saved from the start
+    assert streaming.wait(10)
+    assert messages(db, users["alice"], turn.conversation_id)[-1] == (
+        "assistant", "".join(f"w{n} " for n in range(10)), "complete")
+    assert live.running(db, users["alice"], turn.conversation_id) is None
+
+
+def test_a_live_answer_stops_when_asked(db, users, langflow):
+    langflow.answer(functools.partial(slow_words, words=200, delay=0.02))
+    turn = chat.ask(db, users["alice"], None, "count", client(langflow), max_chars=100)
+    streaming = live.start(turn)
+    while not streaming.outputs():
+        streaming.wait(0.01)
+    streaming.stop()
+    assert streaming.wait(5)
+    role, content, status = messages(db, users["alice"], turn.conversation_id)[-1]
+    assert status == "stopped" and content.startswith("w0 ") and "w199" not in content
+
+
+def test_the_live_view_shows_the_newest_text_of_a_long_answer(db, users, langflow):
+    langflow.answer(lambda r: stream_reply(streamed_run(["x" * 1000] * 50 + ["END"], session_id=r.body["session_id"])))
+    turn = chat.ask(db, users["alice"], None, "long", client(langflow), max_chars=100)
+    list(turn.chunks())
+    [(text, length)] = turn.live_outputs(tail=5000)
+    assert length == 50_003 and text.endswith("END") and 5000 <= len(text) <= 6003

@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from chatbot import export, history, store
+from tests.apps import shown, visible
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -80,7 +81,7 @@ def shown_columns(at: AppTest) -> list[str]:
 
 
 def captions(at: AppTest) -> list[str]:
-    return [c.value for c in at.caption]
+    return [shown(c.value) for c in at.caption]
 
 
 def select_row(at: AppTest, row: int) -> AppTest:
@@ -138,7 +139,7 @@ def test_typing_a_search_filters_the_table(users, chats):
 
 def test_dates_the_wrong_way_round_are_explained(users, chats):
     at = open_page(users["alice"], history_from="2024-05-03", history_to="2024-05-01")
-    assert [e.value for e in at.error] == ["Filtering failed. The start date is after the end date."]
+    assert [shown(e.value) for e in at.error] == ["Filtering failed. The start date is after the end date."]
 
 
 def test_download_buttons_are_the_export_formats(users, chats):
@@ -158,8 +159,9 @@ def test_excel_is_refused_past_its_row_limit(users, chats, monkeypatch):
 def test_selecting_a_row_shows_the_whole_transcript(users, chats):
     at = select_row(open_page(users["alice"]), 1)
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
-    texts = [m.value for m in at.markdown]
-    assert "What were Q3 sales?" in texts and "Q3 sales were **1.2M**." in texts
+    texts = [visible(m.value) for m in at.markdown]
+    assert "What were Q3 sales?" in texts and "Q3 sales were 1.2M." in texts
+    assert any("<strong>1.2M</strong>" in m.value for m in at.markdown)
     assert "2024-05-01 09:01:00 UTC · notes · 1.2 s · first token 300 ms · complete · 👍 “spot on”" in captions(at)
     assert [b.label for b in at.download_button][-2:] == ["Transcript (Markdown)", "Transcript (JSON)"]
     assert [b.key for b in at.button if b.key == "history_purge"] == []
@@ -167,7 +169,7 @@ def test_selecting_a_row_shows_the_whole_transcript(users, chats):
 
 def test_a_failed_answer_shows_its_error_in_the_transcript(users, chats):
     at = select_row(open_page(users["alice"]), 0)
-    assert [e.value for e in at.error] == ["No answer: Langflow timed out."]
+    assert [shown(e.value) for e in at.error] == ["No answer: Langflow timed out."]
     assert any(c.endswith("· error") for c in captions(at))
 
 

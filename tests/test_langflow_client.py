@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -751,3 +752,39 @@ def test_read_answer_does_not_change_the_payload():
 
     assert payload == before
     assert json.dumps(payload)
+
+
+# -- several Chat Outputs (issue #13), replayed from a real Langflow 1.13 stream ------------------
+
+RECORDED = Path(__file__).resolve().parent / "recorded" / "two_outputs_stream.jsonl"
+RECORDED_SESSION = "s-1"  # the session id the recording was made with
+
+
+def recorded_two_outputs() -> list[bytes]:
+    """tests/langflow_server.two_output_flow streamed by Langflow 1.13: "Summary" (stub-first) and
+    "Details" (stub-second), whose tokens interleave."""
+    return [chunk + b"\n\n" for chunk in RECORDED.read_bytes().split(b"\n\n") if chunk.strip()]
+
+
+def test_two_streaming_outputs_keep_their_tokens_apart(langflow):
+    langflow.answer(stream_reply(recorded_two_outputs()))
+    events = list(make_client(langflow).stream("hi", session_id=RECORDED_SESSION))
+    by_output: dict[str, str] = {}
+    for token in events[:-1]:
+        by_output[token.output] = by_output.get(token.output, "") + token.text
+    assert sorted(by_output.values()) == ["Alpha beta gamma delta", "One two three four five"]
+    assert len(by_output) == 2 and "" not in by_output
+
+
+def test_every_output_of_a_flow_is_in_the_answer_with_its_label_and_usage(langflow):
+    langflow.answer(stream_reply(recorded_two_outputs()))
+    answer = list(make_client(langflow).stream("hi", session_id=RECORDED_SESSION))[-1]
+    assert [(o.label, o.text) for o in answer.outputs] == [
+        ("Summary", "Alpha beta gamma delta"), ("Details", "One two three four five")]
+    assert answer.text == "**Summary**\n\nAlpha beta gamma delta\n\n**Details**\n\nOne two three four five"
+    assert answer.usage == {"input_tokens": 2, "output_tokens": 9, "total_tokens": 11}
+
+
+def test_an_answer_with_one_output_has_no_output_list():
+    answer = read_answer(run_result("only one", session_id=SESSION))
+    assert (answer.text, answer.outputs) == ("only one", ())

@@ -23,6 +23,10 @@ def test_chatbot_modules_do_not_import_streamlit():
         assert not re.search(r"^\s*(import|from) streamlit", module.read_text(), re.MULTILINE), module
 
 
-def test_model_text_is_never_rendered_as_live_html():
-    for source in [*(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]:
+def test_outside_text_reaches_html_only_through_the_sanitizer():
+    """Only ui.py passes HTML to Streamlit, and only what chatbot.render.safe_html made."""
+    for source in [*(ROOT / "pages").glob("*.py"), ROOT / "app.py"]:
         assert "unsafe_allow_html" not in source.read_text(), source
+    for line in (ROOT / "ui.py").read_text().splitlines():
+        if "unsafe_allow_html" in line:
+            assert re.search(r"st\.markdown\(safe_html\(.*\), unsafe_allow_html=True\)", line), line

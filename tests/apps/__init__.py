@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -34,7 +36,19 @@ def saved(factory, username="alice"):
         return [m for c in conversations for m in store.list_messages(session, actor, c.id)]
 
 
+def shown(label: str) -> str:
+    """A label as the browser shows it: ui.plain_label backslash-escapes its Markdown characters."""
+    return re.sub(r"\\(.)", r"\1", label)
+
+
+def visible(value: str) -> str:
+    """What the browser shows of a markdown element: its text, without tags or escapes."""
+    if "<" not in value:
+        return shown(value)
+    return html.unescape(re.sub(r"<[^>]*>", "", value)).strip()
+
+
 def texts(at: AppTest) -> str:
-    return "\n".join(m.value for m in at.markdown) + "\n".join(str(e.value) for e in at.error)
+    return "\n".join(visible(m.value) for m in at.markdown) + "\n".join(shown(str(e.value)) for e in at.error)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 
@@ -35,13 +36,14 @@ STREAMED_IMAGE = "An image: ![x](data:text/html;base64,PHNjcmlwdD4=) " + " ".joi
 
 @pytest.fixture(scope="module")
 def langflow_app(langflow, tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[AppServer]:
-    """A second app, answering with the model flow (OpenAI stub behind Langflow); user alice."""
+    """A second app, answering with the model flow (OpenAI stub behind Langflow); users alice and bob
+    (bob only for the first question a user ever asks)."""
     settings = {
         "LANGFLOW_URL": langflow.base_url,
         "LANGFLOW_FLOW_ID": langflow.model_flow,
         "LANGFLOW_API_KEY": langflow.api_key,
     }
-    server = start_app(tmp_path_factory.mktemp("langflow-app"), extra_env=settings, users=("alice",))
+    server = start_app(tmp_path_factory.mktemp("langflow-app"), extra_env=settings, users=("alice", "bob"))
     warm_up(browser, server)
     yield server
     server.stop()
@@ -124,3 +126,31 @@ def test_a_model_stream_cut_mid_answer_shows_an_error_and_the_question_survives_
     expect(messages(page).last.get_by_test_id("stFeedback")).to_be_visible()
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
     assert "Traceback" not in langflow_app.log_path.read_text()
+
+
+def stored_answers(server: AppServer) -> list[tuple[str, str]]:
+    """(status, content) of every answer in the app's SQLite database, oldest first."""
+    with sqlite3.connect(server.env["DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT status, content FROM messages WHERE role = 'assistant' ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("token_delay", [0.0, 0.05])
+def test_the_first_question_after_login_is_answered_in_full(
+    browser: Browser, langflow_app: AppServer, model_stub, token_delay
+):
+    """Issue #14: the first question of a new conversation was cut off after one token and saved
+    as interrupted, because a rerun the user never asked for ended the stream."""
+    model_stub.configure(answer=" ".join(WORDS), token_delay=token_delay)
+    with logged_in(browser, langflow_app, "bob") as page:
+        box = page.get_by_placeholder(QUESTION_BOX)
+        box.fill("Count to thirty for me.")
+        box.press("Enter")
+        answer = messages(page).nth(1)
+        expect(answer.get_by_test_id("stFeedback")).to_be_visible(timeout=60_000)
+        expect(answer).to_contain_text(" ".join(WORDS))
+        expect(answer.get_by_test_id("stAlert")).to_have_count(0)
+        assert ("complete", " ".join(WORDS)) in stored_answers(langflow_app)
+
+        page.reload()  # the saved answer is the whole one
+        expect(messages(page).nth(1)).to_contain_text(WORDS[-1])
+        expect(messages(page).nth(1).get_by_test_id("stAlert")).to_have_count(0)
