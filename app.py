@@ -9,8 +9,9 @@ from chatbot import auth, resources
 from chatbot.config import cookie_key
 from chatbot.errors import ChatbotError, ConfigError
 
-st.set_page_config(page_title="Notes chat", page_icon=":material/forum:", layout="wide")
 HERE = Path(__file__).resolve().parent
+# A local icon: a :material/: icon would be fetched from a font CDN, which the CSP refuses.
+st.set_page_config(page_title="Notes chat", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
 PAGES = [
     st.Page(HERE / "pages" / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(HERE / "pages" / "history.py", title="History", icon=":material/history:", url_path="history"),

@@ -9,7 +9,7 @@ import streamlit as st
 
 from chatbot import resources
 from chatbot.errors import ChatbotError
-from chatbot.render import plain_text, safe_html
+from chatbot.render import live_html, plain_text, safe_html
 from chatbot.store import Actor
 
 logger = logging.getLogger("chatbot.ui")
@@ -113,6 +113,7 @@ def live_answer(slot, outputs: list[tuple[str, int]], *, stopping: bool) -> None
                 st.caption(f"Output {n}")
             if length > len(text):
                 st.caption(f"Streaming: {length:,} characters so far; the newest are shown.")
-            st.markdown(safe_html(text + " ▌", resources.settings().allowed_image_hosts), unsafe_allow_html=True)
+                text = text.partition("\n\n")[2] or text  # from a block's start: blocks stay the same
+            st.markdown(live_html(text + " ▌", resources.settings().allowed_image_hosts), unsafe_allow_html=True)
         if stopping:
             st.caption("Stopping…")

@@ -36,11 +36,12 @@ TARGETS = {
     "export": "bench.export",
     "client_overhead": "bench.client_overhead",
     "chat_render": "bench.chat_render",
+    "live_render": "bench.live_render",
     "concurrency": "bench.concurrency",
     "notes_index": "bench.notes_index",
 }
 # Cheap and dataset-free first, so a broken database setup fails late rather than early.
-ORDER = ["client_overhead", "notes_index", "append_flat", "concurrency", "chat_render", "history_page", "search", "export"]
+ORDER = ["client_overhead", "live_render", "notes_index", "append_flat", "concurrency", "chat_render", "history_page", "search", "export"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot import store
-from chatbot.engine import Answer, ChatBackend, Output, Token, combined_text
+from chatbot.engine import Answer, ChatBackend, Output, Token, combined_text, repaired
 from chatbot.errors import ChatbotError, EngineError, InputError
 from chatbot.store import Actor
 
@@ -96,7 +96,7 @@ class Turn:
         for output, tokens in list(self._live.items()):
             length = self._lengths.get(output, 0)
             if tail is None or length <= tail:
-                text = "".join(tokens)
+                text = repaired("".join(tokens))
                 shown.append((text, len(text)))
                 continue
             picked, size = [], 0
@@ -105,7 +105,7 @@ class Turn:
                     break
                 picked.append(token)
                 size += len(token)
-            shown.append(("".join(reversed(picked)), length))
+            shown.append((repaired("".join(reversed(picked))), length))
         return shown
 
     def chunks(self) -> Iterator[str]:
@@ -157,7 +157,7 @@ class Turn:
     def _finish(self, answer: Answer | None, partial: str, started: float, first: float | None) -> None:
         finished = time.perf_counter()
         complete = answer is not None and self.status == "complete"
-        self.text = answer.text if complete else partial
+        self.text = repaired(answer.text) if complete else partial
         usage = (answer.usage or {}) if answer else {}
         self.metadata = {
             "engine": self.backend.engine,
@@ -167,7 +167,7 @@ class Turn:
             "input_tokens": usage.get("input_tokens"),
             "output_tokens": usage.get("output_tokens"),
             "total_tokens": usage.get("total_tokens"),
-            "outputs": [asdict(o) for o in answer.outputs] if complete and answer.outputs else None,
+            "outputs": [asdict(o) | {"text": repaired(o.text)} for o in answer.outputs] if complete and answer.outputs else None,
         }
         error = {"interrupted": INTERRUPTED, "stopped": STOPPED}.get(self.status) or (
             str(self.error) if self.error else None)

@@ -43,6 +43,14 @@ class Answer:
     outputs: tuple[Output, ...] = ()  # set only when there are several
 
 
+def repaired(text: str) -> str:
+    """Text as valid Unicode: a surrogate pair split over two tokens joined again, a lone
+    surrogate (which no database or browser takes) replaced by U+FFFD."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def combined_text(outputs: list[Output] | tuple[Output, ...]) -> str:
     """Several outputs as one Markdown text: each under its bold label, in the flow's order."""
     if len(outputs) == 1:

@@ -53,6 +53,39 @@ def _safe_html(text: str, image_hosts: frozenset[str]) -> str:
     return cleaned.replace("\r", "").replace("\n", "&#10;")
 
 
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def live_html(text: str, image_hosts: frozenset[str] = frozenset()) -> str:
+    """``safe_html`` for an answer that is still growing, block by block.
+
+    Each block (text between blank lines, a fenced code block whole) is sanitized on its own
+    and remembered, so a redraw sanitizes only the last block, the one that is still growing:
+    the cost of a redraw does not grow with the answer. (A reference link whose definition sits
+    in another block shows as text until the answer is saved.)
+    """
+    return "".join(_safe_html(block, image_hosts) for block in blocks(text))
+
+
+def blocks(text: str) -> list[str]:
+    """The text cut at blank lines outside fenced code."""
+    found, current, fence = [], [], None
+    for line in text.split("\n"):
+        marker = FENCE.match(line)
+        if fence is None and marker:
+            fence = marker.group(1)[0] * len(marker.group(1))
+        elif fence is not None and line.strip().startswith(fence):
+            fence = None
+        if fence is None and not line.strip() and current:
+            found.append("\n".join(current))
+            current = []
+        elif line.strip() or current:
+            current.append(line)
+    if current:
+        found.append("\n".join(current))
+    return found
+
+
 def allowed_url(url: str) -> bool:
     """A link anyone may follow: http(s) or mailto (and in-page anchors)."""
     if url.startswith("#"):

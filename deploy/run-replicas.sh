@@ -110,7 +110,7 @@ done
 servers=
 for port in "${ports[@]}"; do
     DATABASE_URL=$(with_app_name "$DATABASE_URL" "chatbot-$port") \
-        "$python" -m streamlit run app.py \
+        "$python" -m streamlit run serve.py \
         --server.port "$port" --server.address 127.0.0.1 --server.headless true \
         --server.fileWatcherType none --logger.hideWelcomeMessage true \
         >"$run_dir/replica-$port.log" 2>"$run_dir/replica-$port.err" &

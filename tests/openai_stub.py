@@ -35,6 +35,7 @@ class OpenAIStub:
 
     behaviour: Behaviour = field(default_factory=Behaviour)
     requests: list[dict] = field(default_factory=list)
+    closed_early: int = 0  # streams whose caller hung up before the end (Langflow cancelled the run)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -64,6 +65,7 @@ class OpenAIStub:
         """Back to the default behaviour, with an empty request log."""
         self.behaviour = Behaviour()
         self.requests.clear()
+        self.closed_early = 0
 
     def __enter__(self) -> OpenAIStub:
         return self.start()
@@ -175,6 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             log.info("stub: the caller closed the stream")  # Langflow cancelled the run
+            self.stub.closed_early += 1
 
     def _event(self, payload: dict) -> None:
         self._chunk(f"data: {json.dumps(payload)}\n\n".encode())

@@ -223,3 +223,17 @@ def test_the_live_view_shows_the_newest_text_of_a_long_answer(db, users, langflo
     list(turn.chunks())
     [(text, length)] = turn.live_outputs(tail=5000)
     assert length == 50_003 and text.endswith("END") and 5000 <= len(text) <= 6003
+
+
+def test_a_surrogate_pair_split_over_two_tokens_is_joined_and_a_lone_one_replaced(db, users, langflow):
+    """Issue #18: Langflow can send "\\ud83d" and "\\ude00" as two token events (JSON escapes)."""
+    def split_emoji(request):
+        session_id = request.body["session_id"]
+        return stream_reply(streamed_run(["smile ", "\ud83d", "\ude00", " lone \udc00"], session_id=session_id,
+                                         final_text="smile \ud83d\ude00 lone \udc00"))
+
+    langflow.answer(split_emoji)
+    turn = chat.ask(db, users["alice"], None, "emoji", client(langflow), max_chars=100)
+    list(turn.chunks())
+    assert turn.live_outputs() == [("smile 😀 lone \ufffd", 14)]
+    assert messages(db, users["alice"], turn.conversation_id)[-1] == ("assistant", "smile 😀 lone \ufffd", "complete")

@@ -118,3 +118,17 @@ def test_a_note_added_while_the_app_runs_is_answered_from_after_the_next_check(a
     resources.notes_fingerprint.clear()  # what NOTES_CHECK_SECONDS of waiting does
     at = ask(at, "What does the zebracorn runbook say?")
     assert "zebracorn-runbook.md" in saved(app_db)[-1].content
+
+
+def test_an_image_in_langflows_error_is_shown_as_text_not_loaded(app_db, replay_langflow):
+    """Issue #18: st.error renders Markdown, and Langflow's error text went there unsanitized."""
+    replay_langflow.answer(json_reply(flow_error_detail("bad ![x](http://attacker.example/e.png?leak=1)"), status=500))
+    at = ask(logged_in(), "hello")
+    [error] = [e.value for e in at.error if "attacker" in e.value]
+    assert "![x](" not in error and shown(error).endswith("bad ![x](http://attacker.example/e.png?leak=1).")
+
+
+def test_a_title_with_markdown_is_shown_as_typed(app_db):
+    at = ask(logged_in(), "**vacuum** ![t](http://attacker.example/t.png)")
+    [label] = [b.label for b in at.sidebar.button if "vacuum" in b.label]
+    assert "![t](" not in label and shown(label) == "**vacuum** ![t](http://attacker.example/t.png)"

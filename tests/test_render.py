@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatbot.render import TAGS, plain_text, safe_html
+from chatbot.render import TAGS, blocks, live_html, plain_text, safe_html
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 SAFE_LINK_PREFIXES = ("http://", "https://", "mailto:", "#")
@@ -61,9 +61,10 @@ def test_no_payload_survives_the_sanitizer(payload):
 
 @pytest.mark.parametrize("payload", ALL_PAYLOADS)
 def test_no_payload_survives_while_it_streams(payload):
-    """The live view sanitizes every prefix of the answer as it arrives."""
+    """The live view sanitizes every prefix of the answer as it arrives, block by block."""
     for end in range(1, len(payload) + 1, max(1, len(payload) // 40)):
-        assert_safe(safe_html(payload[:end] + " ▌"))
+        assert_safe(live_html(payload[:end] + " ▌"))
+        assert_safe(live_html(payload[end:]))  # a window that starts mid-answer
 
 
 def test_an_image_becomes_its_description_and_address_and_is_never_loaded():
@@ -116,3 +117,13 @@ def test_a_plain_label_escapes_every_markdown_character(label):
     assert "\n" not in escaped
     for char in "![]()*:$<>`":
         assert char not in escaped.replace(f"\\{char}", "")
+
+
+def test_a_growing_answer_is_cut_into_blocks_outside_code():
+    text = "one\n\ntwo\nlines\n\n```\ncode\n\nmore code\n```\n\n\nlast"
+    assert blocks(text) == ["one", "two\nlines", "```\ncode\n\nmore code\n```", "last"]
+
+
+@given(st.text())
+def test_any_growing_text_is_safe(text):
+    assert_safe(live_html(text))

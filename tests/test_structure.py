@@ -29,4 +29,4 @@ def test_outside_text_reaches_html_only_through_the_sanitizer():
         assert "unsafe_allow_html" not in source.read_text(), source
     for line in (ROOT / "ui.py").read_text().splitlines():
         if "unsafe_allow_html" in line:
-            assert re.search(r"st\.markdown\(safe_html\(.*\), unsafe_allow_html=True\)", line), line
+            assert re.search(r"st\.markdown\((safe|live)_html\(.*\), unsafe_allow_html=True\)", line), line

@@ -1,6 +1,6 @@
 """Fixtures for the deployment suite: a database of its own, deploy/run-replicas.sh, Chromium, a Langflow stand-in.
 
-Every cluster is what deploy/run-replicas.sh starts: N `streamlit run app.py` replicas in the
+Every cluster is what deploy/run-replicas.sh starts: N `streamlit run serve.py` replicas in the
 production profile on one PostgreSQL database, and nginx in front of them. A browser context
 is pinned to a replica by its routing cookie (see deploy/nginx.conf.template): the suite
 probes nginx for a cookie value that lands on the wanted replica, and nginx's X-Upstream

@@ -1,6 +1,6 @@
 """Fixtures for the browser suite: the real app under `streamlit run`, Chromium, and login helpers.
 
-The app runs as it does in production: `streamlit run app.py` on a free port, a fresh SQLite
+The app runs as it does in production: `streamlit run serve.py` on a free port, a fresh SQLite
 file, users made with the command line, and no secrets file, so a developer's
 `.streamlit/secrets.toml` or exported LANGFLOW_* variables cannot change what is tested.
 Tests share one server (a start costs seconds) and tell their data apart by what they ask.
@@ -81,6 +81,12 @@ WATCH_MESSAGES = """
   window.__unsafe = [];
   const watched = '[data-testid="stChatMessage"], [data-testid="stSidebar"]';
   const badUrl = /^\\s*(javascript|vbscript|data):/i;
+  const parsed = (value) => { try { return new URL(value, location.href); } catch { return null; } };
+  const otherScheme = (value) => {
+    const url = parsed(value);
+    return url !== null && !["http:", "https:", "mailto:", "blob:"].includes(url.protocol);
+  };
+  const sameOrigin = (value) => { const url = parsed(value); return url === null || url.origin === location.origin || url.protocol === "data:"; };
   const inspect = (node) => {
     if (!(node instanceof Element)) return;
     for (const el of [node, ...node.querySelectorAll("*")]) {
@@ -91,6 +97,10 @@ WATCH_MESSAGES = """
         if (attr.name.startsWith("on")) window.__unsafe.push(`handler ${tag}[${attr.name}]`);
         if (["href", "src", "xlink:href", "action", "formaction"].includes(attr.name) && badUrl.test(attr.value))
           window.__unsafe.push(`url ${tag}[${attr.name}=${attr.value.slice(0, 30)}]`);
+        if (["href", "src"].includes(attr.name) && otherScheme(attr.value))
+          window.__unsafe.push(`scheme ${tag}[${attr.name}=${attr.value.slice(0, 30)}]`);
+        if (tag === "img" && attr.name === "src" && !sameOrigin(attr.value))
+          window.__unsafe.push(`remote image ${attr.value.slice(0, 60)}`);
       }
     }
   };
@@ -111,7 +121,7 @@ expect.set_options(timeout=UI_TIMEOUT_MS)
 
 @dataclass
 class AppServer:
-    """A `streamlit run app.py` we started, its environment and its log."""
+    """A `streamlit run serve.py` we started, its environment and its log."""
 
     base_url: str
     workdir: Path
@@ -190,7 +200,7 @@ def start_app(workdir: Path, *, extra_env: dict[str, str] | None = None,
     for _attempt in range(3):  # another process may take the free port before streamlit binds it
         port = free_port()
         command = [
-            sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+            sys.executable, "-m", "streamlit", "run", str(REPO / "serve.py"),
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets),
         ]

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     messages,
     open_chat,
     settle,
+    sidebar,
     start_app,
     unsafe_nodes,
     warm_up,
@@ -134,13 +135,10 @@ def stored_answers(server: AppServer) -> list[tuple[str, str]]:
         return db.execute("SELECT status, content FROM messages WHERE role = 'assistant' ORDER BY id").fetchall()
 
 
-@pytest.mark.parametrize("token_delay", [0.0, 0.05])
-def test_the_first_question_after_login_is_answered_in_full(
-    browser: Browser, langflow_app: AppServer, model_stub, token_delay
-):
+def test_the_first_question_after_login_is_answered_in_full(browser: Browser, langflow_app: AppServer, model_stub):
     """Issue #14: the first question of a new conversation was cut off after one token and saved
     as interrupted, because a rerun the user never asked for ended the stream."""
-    model_stub.configure(answer=" ".join(WORDS), token_delay=token_delay)
+    model_stub.configure(answer=" ".join(WORDS), token_delay=0.02)
     with logged_in(browser, langflow_app, "bob") as page:
         box = page.get_by_placeholder(QUESTION_BOX)
         box.fill("Count to thirty for me.")
@@ -154,3 +152,72 @@ def test_the_first_question_after_login_is_answered_in_full(
         page.reload()  # the saved answer is the whole one
         expect(messages(page).nth(1)).to_contain_text(WORDS[-1])
         expect(messages(page).nth(1).get_by_test_id("stAlert")).to_have_count(0)
+
+
+def test_stop_keeps_the_partial_answer_as_stopped_and_cancels_the_run(page: Page, langflow_app: AppServer, model_stub):
+    """Issue #14: Stop under a streaming answer ends it, saves what had arrived, and Langflow's run ends."""
+    model_stub.configure(answer=" ".join(WORDS), token_delay=0.3)
+    box = page.get_by_placeholder(QUESTION_BOX)
+    box.fill("Count to thirty, very slowly.")
+    box.press("Enter")
+    answer = messages(page).nth(1)
+    expect(answer).to_contain_text(WORDS[1], timeout=60_000)
+    answer.get_by_role("button", name="Stop").click()
+    expect(answer).to_contain_text("You stopped this answer.")
+    shown = answer.inner_text()
+    assert WORDS[-1] not in shown
+    [(status, content)] = stored_answers(langflow_app)[-1:]
+    assert status == "stopped" and content.startswith("word01") and WORDS[-1] not in content
+    deadline = time.monotonic() + 15
+    while model_stub.closed_early == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert model_stub.closed_early == 1, "Langflow kept running the flow after Stop"
+
+    page.reload()
+    expect(messages(page).nth(1)).to_contain_text("You stopped this answer.")
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    assert_no_traceback(page)
+
+
+def test_an_answer_streaming_while_the_user_clicks_elsewhere_is_kept_whole(page: Page, langflow_app: AppServer, model_stub):
+    """A rerun in the middle of an answer (here: opening History and coming back) no longer ends it."""
+    model_stub.configure(answer=" ".join(WORDS), token_delay=0.1)
+    box = page.get_by_placeholder(QUESTION_BOX)
+    box.fill("Count to thirty while I look around.")
+    box.press("Enter")
+    expect(messages(page).nth(1)).to_contain_text(WORDS[1], timeout=60_000)
+    sidebar(page).get_by_role("link", name="History").click()
+    expect(page.get_by_role("heading", name="History")).to_be_visible()
+    sidebar(page).get_by_role("link", name="Chat").click()
+    expect(messages(page).nth(1)).to_contain_text(WORDS[-1], timeout=30_000)
+    expect(messages(page).nth(1).get_by_test_id("stFeedback")).to_be_visible()
+    assert stored_answers(langflow_app)[-1] == ("complete", " ".join(WORDS))
+
+
+@pytest.fixture(scope="module")
+def two_output_app(langflow, tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[AppServer]:
+    settings = {"LANGFLOW_URL": langflow.base_url, "LANGFLOW_FLOW_ID": langflow.two_output_flow,
+                "LANGFLOW_API_KEY": langflow.api_key}
+    server = start_app(tmp_path_factory.mktemp("two-output-app"), extra_env=settings, users=("alice",))
+    warm_up(browser, server)
+    yield server
+    server.stop()
+
+
+def test_both_outputs_of_a_two_output_flow_are_shown_apart_and_saved(
+    browser: Browser, two_output_app: AppServer, model_stub
+):
+    """Issue #13: the second output was lost and, while streaming, mixed into the first."""
+    from tests.langflow_server import FIRST_MODEL, SECOND_MODEL
+
+    model_stub.configure(answers={FIRST_MODEL: "Alpha beta gamma delta", SECOND_MODEL: "One two three four five"},
+                         token_delay=0.1)
+    with logged_in(browser, two_output_app, "alice") as page:
+        answer = ask(page, "Summarise and detail.", placeholder=QUESTION_BOX)
+        blocks = answer.get_by_test_id("stVerticalBlockBorderWrapper")
+        expect(blocks.filter(has_text="Summary")).to_contain_text("Alpha beta gamma delta")
+        expect(blocks.filter(has_text="Details")).to_contain_text("One two three four five")
+        assert "StubSecond" not in answer.inner_text()
+        [(status, content)] = stored_answers(two_output_app)
+        assert status == "complete"
+        assert content == "**Summary**\n\nAlpha beta gamma delta\n\n**Details**\n\nOne two three four five"
