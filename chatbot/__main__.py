@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -16,11 +17,14 @@ from chatbot import db as database
 from chatbot import export, history, store
 from chatbot.config import load_settings, read_secrets_file
 from chatbot.errors import ChatbotError, InputError
+from chatbot.models import ROLES
 
 EXIT_USAGE = 2
 EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown", "parquet": "Parquet"}
 # The command line runs as the operator: it sees every user's conversations (deleted ones excepted).
 OPERATOR = store.Actor(id=0, username="", role="admin", name="command line")
+IMPORTED_TEXT_FIELDS = ("password", "name", "first_name", "last_name", "email")
+BCRYPT_HASH = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,31 +126,97 @@ def _users_remove(args, db) -> int:
 
 
 def _users_import(args, db) -> int:
-    entries = _authenticator_users(args.config)
+    users = _authenticator_users(args.config)  # every entry checked before anything is written
     with db.begin() as session:  # all or nothing
-        for username, entry in entries.items():
-            password = str(entry.get("password") or "")
-            roles = entry.get("roles") or []
-            store.create_user(
-                session, username=username, password=password, password_hash=password,
-                role="admin" if "admin" in roles else "analyst",
-                name=entry.get("name") or " ".join(filter(None, [entry.get("first_name"), entry.get("last_name")])) or None,
-                email=entry.get("email"),
-            )
-    print(f"imported {len(entries)} users")
+        for user in users:
+            try:
+                store.create_user(session, **user)
+            except InputError as exc:
+                raise _refused(args.config, user["username"], str(exc)) from None
+    print(f"imported {len(users)} users")
     return 0
 
 
-def _authenticator_users(path: str) -> dict:
+def _authenticator_users(path: str) -> list[dict]:
+    """The users of a streamlit-authenticator config.yaml as ``store.create_user`` arguments."""
+    config = _read_yaml(path)
+    credentials = config.get("credentials") if isinstance(config, dict) else None
+    users = credentials.get("usernames") if isinstance(credentials, dict) else None
+    if not isinstance(users, dict) or not users:
+        raise InputError(f"{path} has no credentials.usernames section (a mapping of usernames to users).")
+    checked = [_imported_user(path, username, entry) for username, entry in users.items()]
+    seen = set()
+    for user in checked:
+        if user["username"] in seen:
+            raise _refused(path, user["username"], "This username appears twice.")
+        seen.add(user["username"])
+    return checked
+
+
+def _read_yaml(path: str):
     try:
         with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"Cannot read {path}: {exc}") from None
-    users = (config or {}).get("credentials", {}).get("usernames") if isinstance(config, dict) else None
-    if not isinstance(users, dict) or not users:
-        raise InputError(f"{path} has no credentials.usernames section.")
-    return users
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise InputError(f"Cannot read {path}: it is not UTF-8 text.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise InputError(f"{path} is not valid YAML{where}: {problem}.") from None
+
+
+def _imported_user(path: str, username, entry) -> dict:
+    """One user's entry checked: text where text belongs, known roles only, a usable password."""
+    if not isinstance(username, str):
+        raise _refused(path, username, "A username must be text.")
+    if not isinstance(entry, dict):
+        raise _refused(path, username, "Its entry must be a mapping of password, name, email and roles.")
+    for field in IMPORTED_TEXT_FIELDS:
+        if entry.get(field) is not None and not isinstance(entry[field], str):
+            raise _refused(path, username, f"Its {field} must be text (put it in quotes).")
+    password = entry.get("password") or ""
+    problem = _password_problem(password) or _roles_problem(entry.get("roles"))
+    if problem:
+        raise _refused(path, username, problem)
+    try:
+        username = store.check_username(username)
+    except InputError as exc:
+        raise _refused(path, username, str(exc)) from None
+    name = entry.get("name") or " ".join(filter(None, [entry.get("first_name"), entry.get("last_name")]))
+    role = "admin" if "admin" in _roles(entry.get("roles")) else "analyst"
+    return {"username": username, "password": password, "password_hash": password, "role": role,
+            "name": name or None, "email": entry.get("email")}
+
+
+def _password_problem(password: str) -> str | None:
+    """Why this password (a bcrypt hash, or a plain password to hash) cannot be imported, if it cannot."""
+    if not password.strip():
+        return "It has no password."
+    if password.startswith("$2"):
+        return None if BCRYPT_HASH.match(password) else "Its password starts like a bcrypt hash but is not one."
+    if len(password.encode()) > store.BCRYPT_MAX_BYTES:
+        return f"Its password is too long (at most {store.BCRYPT_MAX_BYTES} bytes)."
+    return None
+
+
+def _roles(roles) -> list:
+    """streamlit-authenticator's roles: a list, or one role as a string; none at all is an analyst."""
+    return [] if roles is None else [roles] if isinstance(roles, str) else roles
+
+
+def _roles_problem(roles) -> str | None:
+    roles = _roles(roles)
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        return "Its roles must be a role or a list of roles."
+    unknown = [role for role in roles if role not in ROLES]
+    return f"Unknown role {unknown[0]!r}: use {' or '.join(ROLES)}." if unknown else None
+
+
+def _refused(path: str, username, problem: str) -> InputError:
+    return InputError(f"{path}: user {username!r}: {problem} Nothing was imported.")
 
 
 def _export(args, db) -> int:
