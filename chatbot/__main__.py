@@ -240,9 +240,12 @@ def _day(text: str | None, option: str) -> dt.date | None:
     if text is None:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{option} {text!r} is not a date: use YYYY-MM-DD.") from None
+    if day > history.LAST_DAY:  # 9999-12-31 overflowed computing the end of the day
+        raise InputError(f"{option} {text!r} is too late: use a day up to {history.LAST_DAY}.")
+    return day
 
 
 def _write_complete(path: Path, write) -> int:

@@ -109,11 +109,28 @@ def test_user_dates_and_search_narrow_the_export(chats, tmp_path):
     assert json.loads(out.read_text()) == []
 
 
+def test_the_earliest_and_latest_usable_days_export_everything(chats, tmp_path, capsys):
+    out = tmp_path / "all.json"
+    assert run("--format", "json", "--since", "0001-01-01", "--until", "9999-12-30", "--out", str(out)) == 0
+    assert capsys.readouterr().out == f"exported 6 messages to {out}\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--format", "csv", "--user", "nobody"], "error: No user 'nobody'.\n"),
         (["--format", "csv", "--since", "May 1st"], "error: --since 'May 1st' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--until", "9999-12-31"],
+         "error: --until '9999-12-31' is too late: use a day up to 9999-12-30.\n"),
+        (["--format", "csv", "--since", "9999-12-31"],
+         "error: --since '9999-12-31' is too late: use a day up to 9999-12-30.\n"),
+        (["--format", "csv", "--since", "2024-02-30"], "error: --since '2024-02-30' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--until", "0000-01-01"], "error: --until '0000-01-01' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--until", "+10000-01-01"],
+         "error: --until '+10000-01-01' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--since", ""], "error: --since '' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--since", "2024-05-01T09:00"],
+         "error: --since '2024-05-01T09:00' is not a date: use YYYY-MM-DD.\n"),
         (["--format", "csv", "--since", "2024-05-03", "--until", "2024-05-01"],
          "error: The start date is after the end date.\n"),
         (["--format", "pdf"], "error: argument --format: invalid choice: 'pdf' (choose from 'csv', 'xlsx', 'json', "
