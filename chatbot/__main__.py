@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown
 # The command line runs as the operator: it sees every user's conversations (deleted ones excepted).
 OPERATOR = store.Actor(id=0, username="", role="admin", name="command line")
 IMPORTED_TEXT_FIELDS = ("password", "name", "first_name", "last_name", "email")
+TARGET_KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")]
 BCRYPT_HASH = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
 
@@ -222,6 +225,7 @@ def _refused(path: str, username, problem: str) -> InputError:
 def _export(args, db) -> int:
     """Stream the messages to --out; the file appears only once it is complete."""
     label = EXPORT_FORMATS[args.format]
+    _check_target(args.out)  # before the export runs, not after
     filters = history.HistoryFilter(since=_day(args.since, "--since"), until=_day(args.until, "--until"),
                                     search=args.search.strip(), user=args.user.strip().lower())
     with database.readonly_factory(db.kw["bind"]).begin() as session:  # one snapshot, no write lock
@@ -249,20 +253,37 @@ def _day(text: str | None, option: str) -> dt.date | None:
 
 
 def _write_complete(path: Path, write) -> int:
-    """Write through a temporary file next to ``path``, renamed over it only on success."""
+    """Write a new temporary file next to ``path`` and move it over ``path`` only when complete.
+
+    A failed export leaves no half file and removes its temporary file.
+    """
     try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     except OSError as exc:
         raise InputError(f"Cannot write {path}: {exc.strerror}.") from None
     try:
         with handle:
             written = write(handle)
+        _check_target(path)  # again: something may have taken its place while the export ran
         os.replace(handle.name, path)
     except OSError as exc:
         raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return written
+
+
+def _check_target(path: Path) -> None:
+    """Only a regular file may be replaced: never a link's target, a device (as root, /dev/null), a folder."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror}.") from None
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in TARGET_KINDS if test(mode)), "not a file")
+        raise InputError(f"Refusing to write {path}: it is {kind}, not a regular file. Choose another --out.")
 
 
 if __name__ == "__main__":
