@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 import streamlit as st
 
 from chatbot import resources
 from chatbot.errors import ChatbotError
+from chatbot.history import MAX_SEARCH_CHARS
 from chatbot.render import live_html, plain_text, safe_html
 from chatbot.store import Actor
 
 logger = logging.getLogger("chatbot.ui")
 ROLE_LABEL = {"user": "You", "assistant": "Assistant"}
+# Query values carried through the login go back into a URL: a few KB at most. Longer than any
+# value a page accepts (a search), so the page still sees that a value was cut and says so.
+MAX_PARAM_CHARS = 2 * MAX_SEARCH_CHARS
 
 
 def require_actor() -> Actor:
@@ -25,14 +30,19 @@ def require_actor() -> Actor:
     actor = st.session_state.get("actor")
     if actor is None:
         st.session_state["app_asked_for"] = asked_for()  # app.py opens this page after login
-        st.switch_page("app.py", query_params=st.query_params.to_dict())
+        st.switch_page("app.py", query_params=bounded_params(st.query_params.to_dict()))
     return actor
 
 
 def asked_for() -> tuple[str, dict]:
     """The path and query of the page the browser asked for (st.context.url names it only
     until st.navigation or st.switch_page has picked a page)."""
-    return urlparse(st.context.url or "").path, st.query_params.to_dict()
+    return urlparse(st.context.url or "").path, bounded_params(st.query_params.to_dict())
+
+
+def bounded_params(params: Mapping[str, str]) -> dict[str, str]:
+    """The query parameters with each value cut to MAX_PARAM_CHARS."""
+    return {key: value[:MAX_PARAM_CHARS] for key, value in params.items()}
 
 
 def show_error(exc: ChatbotError, *, doing: str) -> None:

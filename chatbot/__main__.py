@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -16,11 +18,16 @@ from chatbot import db as database
 from chatbot import export, history, store
 from chatbot.config import load_settings, read_secrets_file
 from chatbot.errors import ChatbotError, InputError
+from chatbot.models import ROLES
 
 EXIT_USAGE = 2
 EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown", "parquet": "Parquet"}
 # The command line runs as the operator: it sees every user's conversations (deleted ones excepted).
 OPERATOR = store.Actor(id=0, username="", role="admin", name="command line")
+IMPORTED_TEXT_FIELDS = ("password", "name", "first_name", "last_name", "email")
+TARGET_KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")]
+BCRYPT_HASH = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,36 +129,103 @@ def _users_remove(args, db) -> int:
 
 
 def _users_import(args, db) -> int:
-    entries = _authenticator_users(args.config)
+    users = _authenticator_users(args.config)  # every entry checked before anything is written
     with db.begin() as session:  # all or nothing
-        for username, entry in entries.items():
-            password = str(entry.get("password") or "")
-            roles = entry.get("roles") or []
-            store.create_user(
-                session, username=username, password=password, password_hash=password,
-                role="admin" if "admin" in roles else "analyst",
-                name=entry.get("name") or " ".join(filter(None, [entry.get("first_name"), entry.get("last_name")])) or None,
-                email=entry.get("email"),
-            )
-    print(f"imported {len(entries)} users")
+        for user in users:
+            try:
+                store.create_user(session, **user)
+            except InputError as exc:
+                raise _refused(args.config, user["username"], str(exc)) from None
+    print(f"imported {len(users)} users")
     return 0
 
 
-def _authenticator_users(path: str) -> dict:
+def _authenticator_users(path: str) -> list[dict]:
+    """The users of a streamlit-authenticator config.yaml as ``store.create_user`` arguments."""
+    config = _read_yaml(path)
+    credentials = config.get("credentials") if isinstance(config, dict) else None
+    users = credentials.get("usernames") if isinstance(credentials, dict) else None
+    if not isinstance(users, dict) or not users:
+        raise InputError(f"{path} has no credentials.usernames section (a mapping of usernames to users).")
+    checked = [_imported_user(path, username, entry) for username, entry in users.items()]
+    seen = set()
+    for user in checked:
+        if user["username"] in seen:
+            raise _refused(path, user["username"], "This username appears twice.")
+        seen.add(user["username"])
+    return checked
+
+
+def _read_yaml(path: str):
     try:
         with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"Cannot read {path}: {exc}") from None
-    users = (config or {}).get("credentials", {}).get("usernames") if isinstance(config, dict) else None
-    if not isinstance(users, dict) or not users:
-        raise InputError(f"{path} has no credentials.usernames section.")
-    return users
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise InputError(f"Cannot read {path}: it is not UTF-8 text.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise InputError(f"{path} is not valid YAML{where}: {problem}.") from None
+
+
+def _imported_user(path: str, username, entry) -> dict:
+    """One user's entry checked: text where text belongs, known roles only, a usable password."""
+    if not isinstance(username, str):
+        raise _refused(path, username, "A username must be text.")
+    if not isinstance(entry, dict):
+        raise _refused(path, username, "Its entry must be a mapping of password, name, email and roles.")
+    for field in IMPORTED_TEXT_FIELDS:
+        if entry.get(field) is not None and not isinstance(entry[field], str):
+            raise _refused(path, username, f"Its {field} must be text (put it in quotes).")
+    password = entry.get("password") or ""
+    problem = _password_problem(password) or _roles_problem(entry.get("roles"))
+    if problem:
+        raise _refused(path, username, problem)
+    try:
+        username = store.check_username(username)
+    except InputError as exc:
+        raise _refused(path, username, str(exc)) from None
+    name = entry.get("name") or " ".join(filter(None, [entry.get("first_name"), entry.get("last_name")]))
+    role = "admin" if "admin" in _roles(entry.get("roles")) else "analyst"
+    return {"username": username, "password": password, "password_hash": password, "role": role,
+            "name": name or None, "email": entry.get("email")}
+
+
+def _password_problem(password: str) -> str | None:
+    """Why this password (a bcrypt hash, or a plain password to hash) cannot be imported, if it cannot."""
+    if not password.strip():
+        return "It has no password."
+    if password.startswith("$2"):
+        return None if BCRYPT_HASH.match(password) else "Its password starts like a bcrypt hash but is not one."
+    if len(password.encode()) > store.BCRYPT_MAX_BYTES:
+        return f"Its password is too long (at most {store.BCRYPT_MAX_BYTES} bytes)."
+    return None
+
+
+def _roles(roles) -> list:
+    """streamlit-authenticator's roles: a list, or one role as a string; none at all is an analyst."""
+    return [] if roles is None else [roles] if isinstance(roles, str) else roles
+
+
+def _roles_problem(roles) -> str | None:
+    roles = _roles(roles)
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        return "Its roles must be a role or a list of roles."
+    unknown = [role for role in roles if role not in ROLES]
+    return f"Unknown role {unknown[0]!r}: use {' or '.join(ROLES)}." if unknown else None
+
+
+def _refused(path: str, username, problem: str) -> InputError:
+    return InputError(f"{path}: user {username!r}: {problem} Nothing was imported.")
 
 
 def _export(args, db) -> int:
     """Stream the messages to --out; the file appears only once it is complete."""
     label = EXPORT_FORMATS[args.format]
+    _check_target(args.out)  # before the export runs, not after
     filters = history.HistoryFilter(since=_day(args.since, "--since"), until=_day(args.until, "--until"),
                                     search=args.search.strip(), user=args.user.strip().lower())
     with database.readonly_factory(db.kw["bind"]).begin() as session:  # one snapshot, no write lock
@@ -170,26 +244,46 @@ def _day(text: str | None, option: str) -> dt.date | None:
     if text is None:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{option} {text!r} is not a date: use YYYY-MM-DD.") from None
+    if day > history.LAST_DAY:  # 9999-12-31 overflowed computing the end of the day
+        raise InputError(f"{option} {text!r} is too late: use a day up to {history.LAST_DAY}.")
+    return day
 
 
 def _write_complete(path: Path, write) -> int:
-    """Write through a temporary file next to ``path``, renamed over it only on success."""
+    """Write a new temporary file next to ``path`` and move it over ``path`` only when complete.
+
+    A failed export leaves no half file and removes its temporary file.
+    """
     try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     except OSError as exc:
         raise InputError(f"Cannot write {path}: {exc.strerror}.") from None
     try:
         with handle:
             written = write(handle)
+        _check_target(path)  # again: something may have taken its place while the export ran
         os.replace(handle.name, path)
     except OSError as exc:
         raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return written
+
+
+def _check_target(path: Path) -> None:
+    """Only a regular file may be replaced: never a link's target, a device (as root, /dev/null), a folder."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror}.") from None
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in TARGET_KINDS if test(mode)), "not a file")
+        raise InputError(f"Refusing to write {path}: it is {kind}, not a regular file. Choose another --out.")
 
 
 if __name__ == "__main__":

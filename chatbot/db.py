@@ -20,16 +20,21 @@ MIGRATION_LOCK_ID = 7_202_611
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
-    """An engine ready for concurrent use: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    """An engine ready for concurrent use: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL.
+
+    ``hide_parameters``: a statement's parameters (a new user's password hash, a message)
+    never appear in an exception's text or a log line; tracebacks end up in logs.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     return create_engine(
-        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

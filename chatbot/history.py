@@ -53,6 +53,7 @@ PER_USER_COLUMNS = [
     "latency_p50_ms", "latency_p95_ms", "thumbs_up", "thumbs_down",
 ]  # fmt: skip
 MAX_SEARCH_CHARS = 500
+LAST_DAY = dt.date.max - dt.timedelta(days=1)  # a range ends at the next midnight, which must exist
 _FETCH_ROWS = 5_000  # rows turned into Python objects at a time while exporting
 # A search counts the conversations of its first hits only, and shows "N+" when there were more.
 # Each hit read costs a row and a look at its conversation; 300 say "many" as well as 1,000 did
@@ -88,6 +89,8 @@ class HistoryFilter:
             raise InputError(f"Unknown feedback filter {self.feedback!r}: use one of {', '.join(FEEDBACK_LABELS)}.")
         if self.sort not in SORT_LABELS:
             raise InputError(f"Unknown order {self.sort!r}: use one of {', '.join(SORT_LABELS)}.")
+        if any(day and day > LAST_DAY for day in (self.since, self.until)):
+            raise InputError(f"Dates must be on or before {LAST_DAY}.")
         if self.since and self.until and self.since > self.until:
             raise InputError("The start date is after the end date.")
         if len(self.search) > MAX_SEARCH_CHARS:

@@ -21,6 +21,8 @@ from chatbot.models import ROLES, STATUSES, AuditEntry, Conversation, Feedback, 
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,79}$")
 TITLE_CHARS = 80
+NAME_CHARS = 200  # the users columns' sizes: PostgreSQL refuses longer text
+EMAIL_CHARS = 320
 BCRYPT_MAX_BYTES = 72
 BCRYPT_ROUNDS = 12  # the tests lower it: hashing is deliberately slow
 
@@ -41,6 +43,26 @@ class Actor:
     @classmethod
     def of(cls, user: User) -> Actor:
         return cls(id=user.id, username=user.username, role=user.role, name=user.name)
+
+
+# -- text as typed ------------------------------------------------------------------------
+
+
+def storable(text: str) -> str:
+    """The rule for every text a person typed on its way to the database.
+
+    PostgreSQL text cannot hold NUL (it raised DataError), so NUL becomes U+FFFD on both
+    databases alike; every other character is kept as typed.
+    """
+    return text.replace("\x00", "\ufffd")
+
+
+def one_line(text: str | None, *, what: str, max_chars: int) -> str:
+    """A name, email or title as stored: ``storable``, whitespace runs made one space, not too long."""
+    line = " ".join(storable(text or "").split())
+    if len(line) > max_chars:
+        raise InputError(f"The {what} is too long ({len(line):,} characters; at most {max_chars:,}).")
+    return line
 
 
 # -- users -----------------------------------------------------------------------------
@@ -78,8 +100,10 @@ def create_user(
     check_role(role)
     if get_user(session, username) is not None:
         raise InputError(f"User {username!r} already exists.")
+    name = one_line(name, what="full name", max_chars=NAME_CHARS) or username
+    email = one_line(email, what="email address", max_chars=EMAIL_CHARS) or None
     hashed = password_hash if password_hash and password_hash.startswith("$2") else hash_password(password)
-    user = User(username=username, name=name or username, email=email, password_hash=hashed, role=role)
+    user = User(username=username, name=name, email=email, password_hash=hashed, role=role)
     session.add(user)
     session.flush()
     return user
@@ -144,7 +168,8 @@ def record_failed_login(session: Session, username: str) -> int:
 
 
 def title_from(question: str) -> str:
-    line = " ".join(question.split())
+    """A conversation's title: one line of at most TITLE_CHARS, cut with an ellipsis."""
+    line = " ".join(storable(question).split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
@@ -205,11 +230,6 @@ def purge_conversation(session: Session, actor: Actor, conversation_id: int) -> 
 # -- messages --------------------------------------------------------------------------
 
 
-def storable(text: str) -> str:
-    """PostgreSQL text cannot hold NUL; every other character is kept as typed."""
-    return text.replace("\x00", "\ufffd")
-
-
 def append_message(
     session: Session, actor: Actor, conversation_id: int, *, role: str, content: str,
     status: str = "complete", **metadata,
@@ -250,6 +270,8 @@ def update_answer(
         raise ValueError(f"unknown status {status!r}")
     owned = select(Conversation.id).where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
     values = {"content": storable(content), **fields} | ({"status": status} if status else {})
+    if values.get("error"):  # an engine's error text comes from outside too
+        values["error"] = storable(values["error"])
     touched = session.execute(
         update(Message)
         .where(Message.id == message_id, Message.role == "assistant", Message.conversation_id.in_(owned))
@@ -314,7 +336,7 @@ def set_feedback(
     if feedback is None:
         feedback = Feedback(message_id=message_id, user_id=actor.id, score=score)
         session.add(feedback)
-    feedback.score, feedback.comment = score, (comment or "").strip() or None
+    feedback.score, feedback.comment = score, storable(comment or "").strip() or None
     feedback.created_at = utcnow()
     if before != score:
         session.execute(update(Conversation).where(Conversation.id == conversation_id).values(_recount(score, before)))
@@ -346,7 +368,7 @@ def feedback_for(session: Session, actor: Actor, message_ids: list[int]) -> dict
 
 
 def audit(session: Session, actor: Actor, action: str, target: str) -> None:
-    session.add(AuditEntry(actor_id=actor.id, action=action, target=target))
+    session.add(AuditEntry(actor_id=actor.id, action=action, target=storable(target)))  # a search as typed
 
 
 def list_audit(session: Session, actor: Actor, *, limit: int = 500) -> list[tuple[datetime, str, str, str]]:

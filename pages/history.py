@@ -39,8 +39,16 @@ with readonly.begin() as session:
     user_options = ["", *(u.username for u in store.list_users(session))] if actor.is_admin else [""]
 
 search_col, from_col, to_col = st.columns([3, 1, 1])
+# max_chars also cuts a longer search from a link, and the URL then holds the cut search.
+linked_search = st.query_params.get("history_search", "")
 search = search_col.text_input("Search messages", key="history_search", bind="query-params",
-                               placeholder='words, or "a phrase"')
+                               max_chars=history.MAX_SEARCH_CHARS, placeholder='words, or "a phrase"')
+if len(linked_search) > history.MAX_SEARCH_CHARS:
+    st.warning(f"The search in this link was {len(linked_search):,} characters long; it was shortened to "
+               f"its first {history.MAX_SEARCH_CHARS:,}.", icon=":material/content_cut:")
+elif len(search) >= history.MAX_SEARCH_CHARS:  # the browser cuts a longer paste without a word
+    st.warning(f"A search holds at most {history.MAX_SEARCH_CHARS:,} characters: the rest was cut.",
+               icon=":material/content_cut:")
 since = from_col.date_input("From", value=None, min_value=OLDEST, key="history_from", bind="query-params")
 until = to_col.date_input("To", value=None, min_value=OLDEST, key="history_to", bind="query-params")
 row = st.columns(5 if actor.is_admin else 4, vertical_alignment="bottom")

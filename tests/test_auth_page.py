@@ -27,8 +27,22 @@ def empty_app(tmp_path, monkeypatch):
     engine.dispose()
 
 
-def fill_setup(at: AppTest, token: str, password="admin-pass-1", repeat=None) -> AppTest:
-    values = {"setup_token": token, "setup_username": "Admin", "setup_name": "The Admin",
+@pytest.fixture
+def empty_app_on(database_url, monkeypatch):
+    """A fresh deployment on a SQLite file or a PostgreSQL schema."""
+    monkeypatch.delenv("LANGFLOW_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTH_COOKIE_KEY", COOKIE_KEY)
+    st.cache_resource.clear()
+    engine = database.make_engine(database_url)
+    database.migrate(engine)
+    yield database.session_factory(engine)
+    st.cache_resource.clear()
+    engine.dispose()
+
+
+def fill_setup(at: AppTest, token: str, password="admin-pass-1", repeat=None, name="The Admin") -> AppTest:
+    values = {"setup_token": token, "setup_username": "Admin", "setup_name": name,
               "setup_password": password, "setup_repeat": repeat or password}
     for key, value in values.items():
         at.text_input(key=key).input(value)
@@ -62,6 +76,15 @@ def test_the_right_token_creates_the_admin_who_can_then_log_in(empty_app):
     at = logged_in("admin", "admin-pass-1")
     assert len(at.chat_input) == 1
     assert any("The Admin" in c.value and "admin" in c.value for c in at.sidebar.caption)
+
+
+def test_a_full_name_with_a_nul_byte_creates_the_admin(empty_app_on):
+    """PostgreSQL raised an unhandled DataError for the full name 'Ad\\x00min'."""
+    at = fill_setup(AppTest.from_file(ENTRY, default_timeout=30).run(), auth.setup_token(COOKIE_KEY),
+                    name="Ad\x00min")
+    assert not at.error
+    with empty_app_on.begin() as session:
+        assert store.get_user(session, "admin").name == "Ad\ufffdmin"
 
 
 def test_mismatched_passwords_create_nobody(empty_app):

@@ -12,6 +12,7 @@ import pytest
 
 from chatbot import db as database
 from chatbot import store
+from chatbot.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,5 +102,77 @@ def test_import_is_all_or_nothing(cli, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("credentials:\n  usernames:\n    new1: {password: a}\n    rbriggs: {password: b}\n")
     result = cli("users", "import", str(config))
-    assert (result.returncode, result.stderr) == (2, "error: User 'rbriggs' already exists.\n")
+    assert (result.returncode, result.stderr) == (
+        2, f"error: {config}: user 'rbriggs': User 'rbriggs' already exists. Nothing was imported.\n")
     assert set(users_in(cli.url)) == {"rbriggs"}
+
+
+def test_a_role_that_merely_contains_admin_is_refused_and_imports_nobody(cli, tmp_path):
+    """roles: badminton_coach made an admin: the check was the substring test 'admin' in roles."""
+    config = tmp_path / "config.yaml"
+    config.write_text("credentials:\n  usernames:\n    good: {password: pw-good}\n"
+                      "    coach: {password: pw-coach, roles: badminton_coach}\n")
+    result = cli("users", "import", str(config))
+    assert (result.returncode, result.stderr) == (
+        2, f"error: {config}: user 'coach': Unknown role 'badminton_coach': use analyst or admin. "
+           "Nothing was imported.\n")
+    assert users_in(cli.url) == {}
+
+
+def test_roles_may_be_one_string_or_a_list_of_known_roles(cli, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("credentials:\n  usernames:\n    ann: {password: pw-a, roles: admin}\n"
+                      "    ben: {password: pw-b, roles: [analyst]}\n    cal: {password: pw-c, roles: []}\n"
+                      "    dee: {password: pw-d, roles: [analyst, admin]}\n")
+    assert cli("users", "import", str(config)).returncode == 0
+    assert {user: role for user, (role, _, _) in users_in(cli.url).items()} == {
+        "ann": "admin", "ben": "analyst", "cal": "analyst", "dee": "admin"}
+
+
+GOOD = "credentials:\n  usernames:\n    good: {password: pw-good}\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (GOOD + "    eve: {password: pw, roles: [analyst, superadmin]}\n",
+     "user 'eve': Unknown role 'superadmin': use analyst or admin."),
+    (GOOD + "    eve: {password: pw, roles: ''}\n", "user 'eve': Unknown role '': use analyst or admin."),
+    (GOOD + "    eve: {password: pw, roles: [admin, 5]}\n", "user 'eve': Its roles must be a role or a list of roles."),
+    (GOOD + "    eve: {password: pw, roles: {admin: true}}\n",
+     "user 'eve': Its roles must be a role or a list of roles."),
+    (GOOD + "    eve:\n", "user 'eve': Its entry must be a mapping of password, name, email and roles."),
+    (GOOD + "    eve: hunter2\n", "user 'eve': Its entry must be a mapping of password, name, email and roles."),
+    (GOOD + "    eve: [pw, Eve]\n", "user 'eve': Its entry must be a mapping of password, name, email and roles."),
+    (GOOD + "    123: {password: pw}\n", "user 123: A username must be text."),
+    (GOOD + "    ~: {password: pw}\n", "user None: A username must be text."),
+    (GOOD + "    Eve Smith: {password: pw}\n", "user 'Eve Smith': Invalid username 'Eve Smith'"),
+    (GOOD + "    eve: {name: Eve}\n", "user 'eve': It has no password."),
+    (GOOD + "    eve: {password: 123456}\n", "user 'eve': Its password must be text (put it in quotes)."),
+    (GOOD + "    eve: {password: '$2b$12$short'}\n",
+     "user 'eve': Its password starts like a bcrypt hash but is not one."),
+    (GOOD + f"    eve: {{password: {'p' * 73}}}\n", "user 'eve': Its password is too long (at most 72 bytes)."),
+    (GOOD + "    eve: {password: pw, name: [Eve]}\n", "user 'eve': Its name must be text (put it in quotes)."),
+    (GOOD + "    eve: {password: pw, first_name: 5}\n", "user 'eve': Its first_name must be text (put it in quotes)."),
+    (GOOD + "    eve: {password: pw, email: 2024-01-01}\n", "user 'eve': Its email must be text (put it in quotes)."),
+    (GOOD + f"    eve: {{password: pw, name: {'n' * 201}}}\n",
+     "user 'eve': The full name is too long (201 characters; at most 200)."),
+    (GOOD + "    Good: {password: pw}\n", "user 'good': This username appears twice."),
+    ("credentials:\n\tusernames:\n", "is not valid YAML (line 2, column 1): found character '\\t' that cannot start"),
+    ("credentials: {usernames: [unclosed\n", "is not valid YAML"),
+    ("- credentials\n- usernames\n", "has no credentials.usernames section"),
+    ("just some text\n", "has no credentials.usernames section"),
+    ("", "has no credentials.usernames section"),
+    ("credentials: 5\n", "has no credentials.usernames section"),
+    ("credentials:\n  usernames: [good, eve]\n", "has no credentials.usernames section"),
+    ("credentials:\n  usernames: {}\n", "has no credentials.usernames section"),
+    (b"credentials: \xff\xfe\n", "Cannot read"),
+])
+def test_a_malformed_import_file_is_one_line_exit_2_and_imports_nobody(tmp_path, monkeypatch, capsys, text, message):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    config = tmp_path / "config.yaml"
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert main(["users", "import", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {config}") or error.startswith(f"error: Cannot read {config}")
+    assert message in error and error.count("\n") == 1, error
+    assert users_in(url) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from chatbot import export, store
+from chatbot import export, history, store
 from chatbot.__main__ import main
+from chatbot.errors import StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -109,11 +111,28 @@ def test_user_dates_and_search_narrow_the_export(chats, tmp_path):
     assert json.loads(out.read_text()) == []
 
 
+def test_the_earliest_and_latest_usable_days_export_everything(chats, tmp_path, capsys):
+    out = tmp_path / "all.json"
+    assert run("--format", "json", "--since", "0001-01-01", "--until", "9999-12-30", "--out", str(out)) == 0
+    assert capsys.readouterr().out == f"exported 6 messages to {out}\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--format", "csv", "--user", "nobody"], "error: No user 'nobody'.\n"),
         (["--format", "csv", "--since", "May 1st"], "error: --since 'May 1st' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--until", "9999-12-31"],
+         "error: --until '9999-12-31' is too late: use a day up to 9999-12-30.\n"),
+        (["--format", "csv", "--since", "9999-12-31"],
+         "error: --since '9999-12-31' is too late: use a day up to 9999-12-30.\n"),
+        (["--format", "csv", "--since", "2024-02-30"], "error: --since '2024-02-30' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--until", "0000-01-01"], "error: --until '0000-01-01' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--until", "+10000-01-01"],
+         "error: --until '+10000-01-01' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--since", ""], "error: --since '' is not a date: use YYYY-MM-DD.\n"),
+        (["--format", "csv", "--since", "2024-05-01T09:00"],
+         "error: --since '2024-05-01T09:00' is not a date: use YYYY-MM-DD.\n"),
         (["--format", "csv", "--since", "2024-05-03", "--until", "2024-05-01"],
          "error: The start date is after the end date.\n"),
         (["--format", "pdf"], "error: argument --format: invalid choice: 'pdf' (choose from 'csv', 'xlsx', 'json', "
@@ -153,6 +172,66 @@ def test_a_failed_export_keeps_the_previous_file(chats, folder, monkeypatch):
     assert run("--format", "xlsx", "--out", str(out)) == 2
     assert out.read_text() == "previous export"
     assert list(folder.iterdir()) == [out]
+
+
+def make_symlink(path: Path) -> str:
+    target = path.parent / "precious.txt"
+    target.write_text("not an export")
+    path.symlink_to(target)
+    return "a symbolic link"
+
+
+def make_device(path: Path) -> str:
+    try:  # the same device as /dev/null, made here so that a failure cannot break the real one
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device file needs CAP_MKNOD")
+    return "a device"
+
+
+def make_folder(path: Path) -> str:
+    path.mkdir()
+    return "a folder"
+
+
+def make_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "a named pipe"
+
+
+@pytest.mark.parametrize("make", [make_symlink, make_device, make_folder, make_fifo])
+def test_an_out_that_is_not_a_regular_file_is_refused_and_left_as_it_was(chats, folder, capsys, make):
+    """--out followed a symlink over its target, and (as root) replaced a device with a file."""
+    out = folder / "all.csv"
+    kind = make(out)
+    before = sorted((p.name, p.lstat().st_mode) for p in folder.iterdir())
+    assert run("--format", "csv", "--out", str(out)) == 2
+    assert capsys.readouterr().err == (
+        f"error: Refusing to write {out}: it is {kind}, not a regular file. Choose another --out.\n")
+    assert sorted((p.name, p.lstat().st_mode) for p in folder.iterdir()) == before
+    if kind == "a symbolic link":
+        assert (folder / "precious.txt").read_text() == "not an export"
+
+
+def test_an_export_that_fails_midway_leaves_neither_a_half_file_nor_its_temporary_file(chats, folder, capsys,
+                                                                                       monkeypatch):
+    def half_then_fail(session, actor, filters, label, out):
+        out.write(b"conversation_id,half a row")
+        raise StoreError("The database went away mid-export.")
+
+    monkeypatch.setattr(history, "write_export", half_then_fail)
+    out = folder / "all.csv"
+    out.write_text("previous export")
+    assert run("--format", "csv", "--out", str(out)) == 2
+    assert capsys.readouterr().err == "error: The database went away mid-export.\n"
+    assert list(folder.iterdir()) == [out] and out.read_text() == "previous export"
+
+
+def test_an_export_replaces_a_regular_file_with_the_complete_export(chats, folder):
+    out = folder / "all.json"
+    out.write_text("previous export")
+    assert run("--format", "json", "--out", str(out)) == 0
+    assert len(json.loads(out.read_text())) == 6 and list(folder.iterdir()) == [out]
 
 
 def test_python_m_chatbot_export_runs_as_a_command(chats, database_url, tmp_path):

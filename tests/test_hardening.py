@@ -7,12 +7,14 @@ import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 from streamlit.testing.v1 import AppTest
 
 from chatbot import db as database
 from chatbot import logs, store
 from chatbot.errors import LangflowUnreachable
 from chatbot.langflow import LangflowClient
+from chatbot.models import User
 from tests.apps import ENTRY, ask, logged_in
 from tests.conftest import postgres_url
 
@@ -61,3 +63,17 @@ def test_passwords_and_the_api_key_never_reach_the_logs(app_db, replay_langflow,
     for secret in ("secret-alice", "not-alices-password", "sk-test-key-123"):
         assert secret not in logged
     monkeypatch.setattr(logs, "_configured", None)
+
+
+def test_a_database_error_never_shows_the_statement_parameters(db, users, caplog):
+    """A crash log once printed an INSERT's parameters: a new admin's bcrypt hash."""
+    secret = "$2b$12$" + "K" * 40 + "Xy7Qz3Wv8Pn5R"  # shaped like a bcrypt hash
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # which then logs every statement
+    with pytest.raises(IntegrityError) as raised, db.begin() as session:  # alice exists already
+        session.add(User(username="alice", name="Alice again", password_hash=secret, role="admin"))
+        session.flush()
+    assert "SQL parameters hidden" in str(raised.value)
+    for shown in (str(raised.value), caplog.text):
+        assert secret[-8:] not in shown  # SQLAlchemy shortens long values to their ends
+    assert "INSERT INTO users" in caplog.text  # the statement is still logged, without its values

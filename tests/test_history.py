@@ -616,6 +616,12 @@ def test_filter_refuses_dates_the_wrong_way_round():
         HistoryFilter(since=dt.date(2024, 5, 2), until=dt.date(2024, 5, 1))
 
 
+def test_filter_refuses_the_last_date_there_is_instead_of_overflowing():
+    for day in ({"since": dt.date.max}, {"until": dt.date.max}):
+        with pytest.raises(InputError, match="Dates must be on or before 9999-12-30."):
+            HistoryFilter(**day)
+
+
 def test_filter_describes_itself_for_the_audit_log():
     assert HistoryFilter().describe() == "all conversations"
     assert HistoryFilter(user="bob", since=dt.date(2024, 5, 1)).describe() == "since=2024-05-01, user=bob"

@@ -9,6 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import ui
 from chatbot import export, history, store
 from tests.apps import shown, visible
 
@@ -262,3 +263,36 @@ def test_admin_audit_log_shows_who_read_what(users, chats):
 def test_analysts_have_no_audit_log_tab(users, chats):
     at = open_page(users["alice"], history_tab="Audit log")
     assert [t.label for t in at.tabs] == ["Conversations", "Usage"]
+
+
+def linked_search(at: AppTest) -> str:
+    value = at.query_params.get("history_search", "")
+    return value[-1] if isinstance(value, list) else value
+
+
+def test_a_long_search_in_a_link_is_shortened_said_so_and_the_url_holds_the_short_one(users, chats):
+    """A 1 MB search went into the URL and the page never loaded again."""
+    long_search = "region " + "x" * 100_000  # Streamlit ignores a whole query string past 512 Ki characters
+    at = open_page(users["alice"], history_search=long_search)
+    assert [w.value for w in at.warning] == [
+        "The search in this link was 100,007 characters long; it was shortened to its first 500."]
+    assert at.text_input(key="history_search").value == long_search[:history.MAX_SEARCH_CHARS]
+    assert linked_search(at) == long_search[:history.MAX_SEARCH_CHARS]
+    assert not at.error and "0 conversations match" in captions(at)
+
+
+def test_a_search_longer_than_the_limit_from_the_browser_is_cut_and_said_so(users, chats):
+    at = open_page(users["alice"])
+    box = at.text_input(key="history_search")
+    assert box.max_chars == history.MAX_SEARCH_CHARS  # the browser stops typing (and the URL) there
+    box.set_value("region " + "y" * 1_000_000)  # what a client ignoring max_chars could send
+    rerun(at)
+    assert len(at.text_input(key="history_search").value) == history.MAX_SEARCH_CHARS
+    assert [w.value for w in at.warning] == ["A search holds at most 500 characters: the rest was cut."]
+    assert not at.error
+
+
+def test_query_values_carried_through_the_login_are_a_few_kb_at_most():
+    params = ui.bounded_params({"history_search": "x" * 1_000_000, "history_sort": "Title"})
+    assert params == {"history_search": "x" * ui.MAX_PARAM_CHARS, "history_sort": "Title"}
+    assert history.MAX_SEARCH_CHARS < ui.MAX_PARAM_CHARS <= 4 * 1024  # the page still sees a cut search

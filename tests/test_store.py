@@ -7,8 +7,9 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from chatbot import store
+from chatbot import history, store
 from chatbot.errors import InputError, NotFoundError
+from chatbot.history import HistoryFilter
 from chatbot.models import Conversation, Message
 
 
@@ -182,6 +183,58 @@ def test_text_round_trips_exactly_and_nul_bytes_never_break_the_database(db, use
     with db.begin() as session:
         contents = [m.content for m in store.list_messages(session, alice, cid)]
     assert contents == [text, "nul\ufffdbyte"]
+
+
+def test_a_full_name_and_email_with_nul_bytes_are_stored_with_replacement_characters(db):
+    """PostgreSQL raised DataError for the first-admin form's full name 'Ad\\x00min'."""
+    with db.begin() as session:
+        store.create_user(session, username="admin", password="pw-admin", role="admin",
+                          name="Ad\x00min", email="ad\x00min@example.com")
+    with db.begin() as session:
+        user = store.get_user(session, "admin")
+        assert (user.name, user.email) == ("Ad\ufffdmin", "ad\ufffdmin@example.com")
+
+
+def test_a_full_name_or_email_longer_than_its_column_is_refused(db):
+    for kwargs, message in [
+        ({"name": "n" * 201}, "The full name is too long (201 characters; at most 200)."),
+        ({"email": "e" * 321}, "The email address is too long (321 characters; at most 320)."),
+    ]:
+        with pytest.raises(InputError) as refused, db.begin() as session:
+            store.create_user(session, username="carol", password="pw-carol", **kwargs)
+        assert str(refused.value) == message
+    with db.begin() as session:
+        assert store.list_users(session) == []
+
+
+def test_a_feedback_comment_with_a_nul_byte_is_stored_with_a_replacement_character(db, users):
+    alice = users["alice"]
+    cid = start(db, alice)
+    with db.begin() as session:
+        answer = store.append_message(session, alice, cid, role="assistant", content="a")
+        store.set_feedback(session, alice, answer.id, score=0, comment="bad\x00comment")
+    with db.begin() as session:
+        assert store.feedback_for(session, alice, [answer.id])[answer.id].comment == "bad\ufffdcomment"
+
+
+def test_a_title_with_a_nul_byte_is_stored_with_a_replacement_character_on_create_and_rename(db, users):
+    alice = users["alice"]
+    with db.begin() as session:
+        cid = store.create_conversation(session, alice, title="first\x00title").id
+    with db.begin() as session:
+        assert store.get_conversation(session, alice, cid).title == "first\ufffdtitle"
+        store.rename_conversation(session, alice, cid, "re\x00named")
+    with db.begin() as session:
+        assert store.get_conversation(session, alice, cid).title == "re\ufffdnamed"
+
+
+def test_an_admins_export_of_a_search_with_a_nul_byte_is_audited(db, users):
+    """A shared link's ?history_search=%00 reaches the audit log's record of an admin's export."""
+    with db.begin() as session:
+        assert history.record_export(session, users["root"], HistoryFilter(search="ch\x00urn")) is True
+    with db.begin() as session:
+        assert [entry[1:] for entry in store.list_audit(session, users["root"])] == [
+            ("root", "export", "search=ch\ufffdurn")]
 
 
 def test_users_are_created_hashed_and_validated(db):
