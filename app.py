@@ -12,6 +12,7 @@ from chatbot.errors import ChatbotError, ConfigError
 HERE = Path(__file__).resolve().parent
 # A local icon: a :material/: icon would be fetched from a font CDN, which the CSP refuses.
 st.set_page_config(page_title="Notes chat", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
+st.html(HERE / "assets" / "app.css")
 PAGES = [
     st.Page(HERE / "pages" / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(HERE / "pages" / "history.py", title="History", icon=":material/history:", url_path="history"),
@@ -71,6 +72,9 @@ if auth.needs_first_admin(db):
     auth.first_admin_form(db, auth.setup_token(cookie_key(settings)))
     stop()
 
+if not st.session_state.get("authentication_status"):
+    st.title("Notes chat")
+    st.caption("Chat with your team's assistant, then browse, search and export every conversation.")
 actor = auth.login(db, settings)
 if actor is None:
     stop()

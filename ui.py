@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
@@ -61,6 +63,33 @@ def markdown(text: str) -> None:
     st.markdown(safe_html(text, resources.settings().allowed_image_hosts), unsafe_allow_html=True)
 
 
+DATE_GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")
+
+
+def date_group(when: dt.datetime, today: dt.date, zone: dt.tzinfo) -> str:
+    """Which sidebar group a conversation last active at ``when`` falls in, in the user's time zone."""
+    day = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(zone).date()
+    age = (today - day).days
+    return DATE_GROUPS[0] if age <= 0 else DATE_GROUPS[1] if age == 1 else DATE_GROUPS[2] if age < 7 else DATE_GROUPS[3]
+
+
+def browser_zone() -> dt.tzinfo:
+    try:
+        return ZoneInfo(st.context.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def by_date(conversations) -> list[tuple[str, list]]:
+    """The conversations (newest first) under Today, Yesterday, Previous 7 days and Older."""
+    zone = browser_zone()
+    today = dt.datetime.now(zone).date()
+    groups: dict[str, list] = {}
+    for c in conversations:
+        groups.setdefault(date_group(c.updated_at, today, zone), []).append(c)
+    return [(name, groups[name]) for name in DATE_GROUPS if name in groups]
+
+
 def duration(ms: int) -> str:
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
@@ -93,8 +122,16 @@ def long_text(text: str, *, key: str) -> None:
                        key=f"long_{key}", on_click="ignore", icon=":material/download:")
 
 
-def message_body(message) -> None:
-    """A saved message: its text (each output on its own when a flow had several), and its status."""
+ANALYST_ERROR = ("The assistant could not answer this time; your question is saved. "
+                 "Press Retry in a minute, or tell your admin if it keeps failing.")
+
+
+def message_body(message, *, admin: bool = True) -> None:
+    """A saved message: its text (each output on its own when a flow had several), and its status.
+
+    A failed answer tells an analyst what to do; an admin also sees the technical cause
+    (Langflow's message, the setting to check).
+    """
     outputs = getattr(message, "outputs", None) or []
     if message.role == "assistant" and len(outputs) > 1:
         for n, output in enumerate(outputs, 1):
@@ -104,12 +141,21 @@ def message_body(message) -> None:
     elif message.content:
         long_text(message.content, key=str(message.id))
     if message.status == "error":
-        st.error(plain_label(f"No answer: {message.error or 'the engine failed.'}"), icon=":material/error:")
+        cause = message.error or "the engine failed."
+        st.error(plain_label(f"No answer: {cause}" if admin else ANALYST_ERROR), icon=":material/error:")
     elif message.status == "interrupted":
         st.warning(plain_label(f"Interrupted: {message.error or 'the answer did not finish.'}"),
                    icon=":material/pause_circle:")
     elif message.status == "stopped":
         st.info(plain_label(message.error or "Stopped."), icon=":material/stop_circle:")
+
+
+def copy_button(message) -> None:
+    """Copy: the message's Markdown source in a code box, whose own button copies it."""
+    if not message.content:
+        return
+    with st.popover("Copy", icon=":material/content_copy:", help="The text as Markdown, to copy"):
+        st.code(message.content, language="markdown", wrap_lines=True)
 
 
 def live_answer(slot, outputs: list[tuple[str, int]], *, stopping: bool) -> None:

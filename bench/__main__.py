@@ -37,11 +37,12 @@ TARGETS = {
     "client_overhead": "bench.client_overhead",
     "chat_render": "bench.chat_render",
     "live_render": "bench.live_render",
+    "chat_sidebar": "bench.chat_sidebar",
     "concurrency": "bench.concurrency",
     "notes_index": "bench.notes_index",
 }
 # Cheap and dataset-free first, so a broken database setup fails late rather than early.
-ORDER = ["client_overhead", "live_render", "notes_index", "append_flat", "concurrency", "chat_render", "history_page", "search", "export"]
+ORDER = ["client_overhead", "live_render", "notes_index", "append_flat", "concurrency", "chat_render", "chat_sidebar", "history_page", "search", "export"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from streamlit_authenticator.utilities import LoginError
 from chatbot import store
 from chatbot.config import Settings, cookie_key
 from chatbot.errors import ChatbotError
+from chatbot.render import plain_text
 from chatbot.store import Actor
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,13 @@ def _create_first_admin(db: sessionmaker[Session], username: str, name: str, pas
         with db.begin() as session:
             if store.count_users(session):
                 raise ChatbotError("An admin already exists: log in instead.")
-            store.create_user(session, username=username, password=password, role="admin", name=name or None)
+            username = store.create_user(session, username=username, password=password, role="admin",
+                                         name=name or None).username
     except ChatbotError as exc:
-        st.error(str(exc))
+        st.error(plain_text(str(exc)))
         return
     logger.info("first admin %r created", username)
-    st.success("Admin created. Log in below.")
+    st.session_state["auth_notice"] = plain_text(f"Admin {username} created. Log in below.")  # shown after the rerun
     st.rerun()
 
 
@@ -88,6 +90,8 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
         creds, settings.auth_cookie_name, cookie_key(settings), settings.auth_cookie_days, auto_hash=False
     )
     _log_bad_cookies(authenticator)
+    if notice := st.session_state.pop("auth_notice", None):
+        st.success(notice, icon=":material/check_circle:")
     try:
         authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login")
     except LoginError as exc:

@@ -194,14 +194,23 @@ def get_conversation(session: Session, actor: Actor, conversation_id: int, *, an
     return conversation
 
 
-def list_conversations(session: Session, actor: Actor, *, limit: int = 100) -> list[Conversation]:
-    """The actor's own conversations, most recent activity first (the chat sidebar)."""
+def list_conversations(
+    session: Session, actor: Actor, *, limit: int = 100, title_search: str | None = None
+) -> list[Conversation]:
+    """The actor's own conversations, most recent activity first (the chat sidebar).
+
+    ``title_search`` keeps those whose title holds that text, in any case.
+    """
     query = (
         select(Conversation)
         .where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         .limit(limit)
     )
+    if title_search and title_search.strip():
+        words = storable(title_search).strip().lower()
+        escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(func.lower(Conversation.title).like(f"%{escaped}%", escape="\\"))
     return list(session.scalars(query))
 
 

@@ -11,6 +11,7 @@ from chatbot import chat, live, resources, store
 from chatbot.errors import ChatbotError
 
 RECENT = 50  # messages shown at first; older ones on demand
+SIDEBAR_PAGE = 30  # conversations listed at first, and added by "Show more"
 REDRAW_SECONDS = 0.05  # at most 20 redraws a second while an answer streams
 
 actor = ui.require_actor()
@@ -29,53 +30,89 @@ def open_conversation(conversation_id: int | None) -> None:
         st.query_params["c"] = str(conversation_id)
 
 
-def current_conversation(conversations) -> int | None:
+def current_conversation() -> int | None:
     """The open conversation: chosen in this session, else from the URL, else the most recent."""
     if "chat_conversation" not in st.session_state:
         from_url = st.query_params.get("c", "")
         chosen = int(from_url) if from_url.isdigit() else None
-        if chosen is None and conversations:
-            chosen = conversations[0].id
+        if chosen is None:
+            with db.begin() as session:
+                newest = store.list_conversations(session, actor, limit=1)
+            chosen = newest[0].id if newest else None
         open_conversation(chosen)
     return st.session_state["chat_conversation"]
 
 
-def sidebar(conversations, conversation_id) -> None:
+def show_more_conversations() -> None:
+    st.session_state["chat_sidebar_limit"] += SIDEBAR_PAGE
+
+
+def sidebar(conversation_id) -> None:
+    """New chat, a search over titles, and the newest conversations by date ("Show more" pages in SQL)."""
     with st.sidebar:
         st.button("New chat", icon=":material/add:", key="chat_new", on_click=open_conversation, args=(None,),
                   use_container_width=True)
-        for c in conversations:
-            st.button(
-                ui.plain_label(c.title), key=f"chat_open_{c.id}", on_click=open_conversation, args=(c.id,),
-                type="primary" if c.id == conversation_id else "secondary", use_container_width=True,
-            )
+        search = st.text_input("Search your chats", key="chat_title_search", placeholder="Search your chats",
+                               label_visibility="collapsed", icon=":material/search:")
+        limit = st.session_state.setdefault("chat_sidebar_limit", SIDEBAR_PAGE)
+        with db.begin() as session:
+            conversations = store.list_conversations(session, actor, limit=limit + 1, title_search=search)
+        for group, members in ui.by_date(conversations[:limit]):
+            st.caption(group)
+            for c in members:
+                st.button(
+                    ui.plain_label(c.title), key=f"chat_open_{c.id}", on_click=open_conversation, args=(c.id,),
+                    type="primary" if c.id == conversation_id else "secondary", use_container_width=True,
+                )
+        if len(conversations) > limit:
+            st.button("Show more", key="chat_sidebar_more", on_click=show_more_conversations, type="tertiary")
         if not conversations:
-            st.caption("Your conversations will appear here.")
+            st.caption("No chat title holds that." if search else "Your conversations will appear here.")
 
 
-def header(backend, conversations, conversation_id) -> None:
-    titles = {c.id: c.title for c in conversations}
-    st.title(ui.plain_label(titles.get(conversation_id, "New chat")))
+def header(backend, conversation) -> None:
+    st.title(ui.plain_label(conversation.title if conversation is not None else "New chat"))
     if backend.engine == "notes":
-        st.caption(
-            f"Answering from your notes in `{settings.notes_dir}`. "
-            "To answer with a Langflow flow, set `LANGFLOW_URL`, `LANGFLOW_FLOW_ID` and `LANGFLOW_API_KEY` (see the README)."
-        )
+        note = f"Answering from your notes in `{settings.notes_dir}`."
+        if actor.is_admin:
+            note += (" To answer with a Langflow flow, set `LANGFLOW_URL`, `LANGFLOW_FLOW_ID` and "
+                     "`LANGFLOW_API_KEY` (see the README).")
+        st.caption(note)
     else:
         st.caption(f"Answering with the Langflow flow {ui.plain_label(backend.label)}.")
 
 
+def load_conversation(conversation_id):
+    """The open conversation, or None for a new chat; one that is gone opens a new chat."""
+    if conversation_id is None:
+        return None
+    try:
+        with db.begin() as session:
+            return store.get_conversation(session, actor, conversation_id)
+    except ChatbotError as exc:
+        ui.show_error(exc, doing="opening the conversation")
+        open_conversation(None)
+        return None
+
+
+def rename(conversation_id: int, old_title: str) -> None:
+    new_title = st.session_state.get(f"chat_title_{conversation_id}", "")
+    if new_title == old_title:
+        return
+    try:
+        with db.begin() as session:
+            store.rename_conversation(session, actor, conversation_id, new_title)
+        st.toast("Renamed.")
+    except ChatbotError as exc:
+        ui.show_error(exc, doing="renaming")
+
+
 def manage(conversation) -> None:
-    """Rename or delete the open conversation, in the sidebar."""
+    """Rename (Enter or the button) or delete the open conversation, in the sidebar."""
     with st.sidebar.expander("Manage this chat"):
-        new_title = st.text_input("Title", value=conversation.title, key=f"chat_title_{conversation.id}")
-        if st.button("Rename", key="chat_rename") and new_title != conversation.title:
-            try:
-                with db.begin() as session:
-                    store.rename_conversation(session, actor, conversation.id, new_title)
-                st.rerun()
-            except ChatbotError as exc:
-                ui.show_error(exc, doing="renaming")
+        st.text_input("Title", value=conversation.title, key=f"chat_title_{conversation.id}",
+                      on_change=rename, args=(conversation.id, conversation.title))
+        st.button("Rename", key="chat_rename", on_click=rename, args=(conversation.id, conversation.title))
         if st.button("Delete", key="chat_delete"):
             st.session_state["chat_confirm_delete"] = conversation.id
         if st.session_state.get("chat_confirm_delete") == conversation.id:
@@ -100,14 +137,13 @@ def save_feedback(message_id: int) -> None:
         ui.show_error(exc, doing="saving feedback")
 
 
-def transcript(conversation_id, streaming) -> list:
+def transcript(conversation, streaming) -> list:
     """The saved messages (but the answer streaming now, drawn live below); returns them."""
-    if conversation_id is None:
+    if conversation is None:
         return []
     try:
         with db.begin() as session:
-            conversation = store.get_conversation(session, actor, conversation_id)
-            messages = store.list_messages(session, actor, conversation_id, limit=st.session_state["chat_limit"] + 1)
+            messages = store.list_messages(session, actor, conversation.id, limit=st.session_state["chat_limit"] + 1)
             feedback = store.feedback_for(session, actor, [m.id for m in messages])
     except ChatbotError as exc:
         ui.show_error(exc, doing="opening the conversation")
@@ -123,10 +159,12 @@ def transcript(conversation_id, streaming) -> list:
         messages = [m for m in messages if m.id != streaming.message_id]
     for m in messages:
         with st.chat_message(m.role):
-            ui.message_body(m)
+            ui.message_body(m, admin=actor.is_admin)
             if m.role == "assistant":
                 st.caption(ui.plain_label(ui.message_caption(m)))
-                feedback_widgets(m, feedback.get(m.id))
+                if m.status != "error":  # nothing to rate in an answer that failed
+                    feedback_widgets(m, feedback.get(m.id))
+            ui.copy_button(m)
     return messages
 
 
@@ -187,19 +225,19 @@ def show_streaming(streaming) -> None:
     st.rerun()  # the saved answer, with its status, error and feedback
 
 
-with db.begin() as session:
-    conversations = store.list_conversations(session, actor)
-conversation_id = current_conversation(conversations)
-sidebar(conversations, conversation_id)
+conversation_id = current_conversation()
+sidebar(conversation_id)
+conversation = load_conversation(conversation_id)
+conversation_id = conversation.id if conversation is not None else None
 try:
     backend = resources.backend(settings)
 except ChatbotError as exc:
     ui.show_error(exc, doing="starting the answering engine")
     st.stop()
-header(backend, conversations, conversation_id)
+header(backend, conversation)
 
 streaming = live.running(db, actor, conversation_id)  # before the transcript is read: see transcript()
-messages = transcript(conversation_id, streaming)
+messages = transcript(conversation, streaming)
 retry_clicked = streaming is None and retry_button(messages)
 prompt = st.chat_input("Ask a question about your notes" if backend.engine == "notes" else "Ask a question",
                        key="chat_input", submit_mode="disable")

@@ -186,7 +186,7 @@ def show_transcript(chat: history.Transcript) -> None:
     confirm_removal(chat.id)
     for m in chat.messages:
         with st.chat_message(m.role):
-            ui.message_body(m)
+            ui.message_body(m, admin=actor.is_admin)
             st.caption(message_details(m))
 
 

@@ -101,7 +101,8 @@ def users(db) -> dict[str, Actor]:
 
 @pytest.fixture
 def app_db(tmp_path, monkeypatch):
-    """The app's settings pointed at a fresh SQLite file with alice and bob; caches cleared."""
+    """The app's settings pointed at a fresh SQLite file with alice and bob (analysts) and root
+    (admin); caches cleared."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_API_KEY", "CHATBOT_ENV", "MAX_MESSAGE_CHARS"):
         monkeypatch.delenv(name, raising=False)
@@ -114,6 +115,7 @@ def app_db(tmp_path, monkeypatch):
     with factory.begin() as session:
         store.create_user(session, username="alice", password="secret-alice", name="Alice")
         store.create_user(session, username="bob", password="secret-bob", name="Bob")
+        store.create_user(session, username="root", password="secret-root", name="Root", role="admin")
     st.cache_resource.clear()
     yield factory
     st.cache_resource.clear()

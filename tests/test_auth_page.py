@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from chatbot import auth, logs, store
 from chatbot import db as database
-from tests.apps import ENTRY, logged_in
+from tests.apps import ENTRY, logged_in, shown
 
 COOKIE_KEY = "test-cookie-key-0123456789abcdefghij"
 
@@ -70,6 +70,8 @@ def test_a_wrong_setup_token_creates_nobody(empty_app):
 def test_the_right_token_creates_the_admin_who_can_then_log_in(empty_app):
     at = fill_setup(AppTest.from_file(ENTRY, default_timeout=30).run(), auth.setup_token(COOKIE_KEY))
     assert not at.error
+    assert [shown(s.value) for s in at.success] == ["Admin admin created. Log in below."]  # above the login form
+    assert "Notes chat" in [t.value for t in at.title]
     with empty_app.begin() as session:
         admin = store.get_user(session, "admin")
         assert (admin.role, admin.name) == ("admin", "The Admin")

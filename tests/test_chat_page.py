@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from streamlit.testing.v1 import AppTest
 
+import ui
 from chatbot import resources, store
 from tests.apps import ENTRY, ask, logged_in, saved, shown, texts
 from tests.replay_server import (
@@ -53,23 +56,32 @@ def test_a_langflow_answer_is_saved_with_flow_and_timing(app_db, replay_langflow
 
 def test_a_failing_flow_shows_an_error_keeps_the_question_and_retry_works(app_db, replay_langflow):
     replay_langflow.answer(lambda r: stream_reply(failed_run("The model is overloaded", session_id=r.body["session_id"])))
-    at = ask(logged_in(), "Will this work?")
-    assert any("The model is overloaded" in e.value for e in at.error)
-    assert [(m.role, m.content, m.status) for m in saved(app_db)] == [
+    at = ask(logged_in("root"), "Will this work?")
+    assert any("The model is overloaded" in e.value for e in at.error)  # an admin sees Langflow's reason
+    assert [(m.role, m.content, m.status) for m in saved(app_db, "root")] == [
         ("user", "Will this work?", "complete"), ("assistant", "", "error")]
     assert "Will this work?" in texts(at)
+    assert len(at.feedback) == 0  # nothing to rate
     at.button(key="chat_retry").click().run()
     assert not at.exception
-    assert [(m.role, m.status) for m in saved(app_db)] == [
+    assert [(m.role, m.status) for m in saved(app_db, "root")] == [
         ("user", "complete"), ("assistant", "error"), ("assistant", "complete")]
     assert [b for b in at.button if b.key == "chat_retry"] == []
 
 
+def test_an_analyst_sees_what_to_do_and_not_the_technical_cause(app_db, replay_langflow):
+    replay_langflow.answer(lambda r: stream_reply(failed_run("LANGFLOW quota exceeded", session_id=r.body["session_id"])))
+    at = ask(logged_in(), "Will this work?")
+    assert [shown(e.value) for e in at.error] == [ui.ANALYST_ERROR]
+    assert "quota" not in texts(at) and "LANGFLOW_URL" not in "".join(c.value for c in at.caption)
+    assert [b.key for b in at.button if b.key == "chat_retry"] == ["chat_retry"]
+
+
 def test_a_server_error_with_replay_langflows_encoded_detail_is_shown_plainly(app_db, replay_langflow):
     replay_langflow.answer(json_reply(flow_error_detail("Component OpenAI failed: quota exceeded"), status=500))
-    at = ask(logged_in(), "hello")
+    at = ask(logged_in("root"), "hello")
     assert any("quota exceeded" in e.value for e in at.error)
-    assert saved(app_db)[0].content == "hello"
+    assert saved(app_db, "root")[0].content == "hello"
 
 
 def test_a_too_long_question_is_refused_and_nothing_is_sent(app_db, replay_langflow, monkeypatch):
@@ -123,7 +135,7 @@ def test_a_note_added_while_the_app_runs_is_answered_from_after_the_next_check(a
 def test_an_image_in_langflows_error_is_shown_as_text_not_loaded(app_db, replay_langflow):
     """Issue #18: st.error renders Markdown, and Langflow's error text went there unsanitized."""
     replay_langflow.answer(json_reply(flow_error_detail("bad ![x](http://attacker.example/e.png?leak=1)"), status=500))
-    at = ask(logged_in(), "hello")
+    at = ask(logged_in("root"), "hello")
     [error] = [e.value for e in at.error if "attacker" in e.value]
     assert "![x](" not in error and shown(error).endswith("bad ![x](http://attacker.example/e.png?leak=1).")
 
@@ -132,3 +144,30 @@ def test_a_title_with_markdown_is_shown_as_typed(app_db):
     at = ask(logged_in(), "**vacuum** ![t](http://attacker.example/t.png)")
     [label] = [b.label for b in at.sidebar.button if "vacuum" in b.label]
     assert "![t](" not in label and shown(label) == "**vacuum** ![t](http://attacker.example/t.png)"
+
+
+def test_the_sidebar_shows_the_newest_30_by_date_with_show_more_and_a_title_search(app_db):
+    with app_db.begin() as session:
+        alice = store.Actor.of(store.get_user(session, "alice"))
+        ids = [store.create_conversation(session, alice, title=f"chat {n:02d}").id for n in range(40)]
+        old = store.get_conversation(session, alice, ids[0])
+        old.updated_at = old.updated_at - dt.timedelta(days=30)
+    at = logged_in()
+    titles = [shown(b.label) for b in at.sidebar.button if b.key and b.key.startswith("chat_open_")]
+    assert titles == [f"chat {n:02d}" for n in range(39, 9, -1)]
+    assert [c.value for c in at.sidebar.caption if c.value in ui.DATE_GROUPS] == ["Today"]
+    at.button(key="chat_sidebar_more").click().run()
+    titles = [shown(b.label) for b in at.sidebar.button if b.key and b.key.startswith("chat_open_")]
+    assert len(titles) == 40 and titles[-1] == "chat 00"
+    assert [c.value for c in at.sidebar.caption if c.value in ui.DATE_GROUPS] == ["Today", "Older"]
+    assert [b.key for b in at.button if b.key == "chat_sidebar_more"] == []
+    at.text_input(key="chat_title_search").input("chat 3").run()
+    assert [shown(b.label) for b in at.sidebar.button if b.key and b.key.startswith("chat_open_")] == [
+        f"chat {n:02d}" for n in range(39, 29, -1)]
+
+
+def test_pressing_enter_in_the_title_renames_the_chat(app_db):
+    at = ask(logged_in(), "How does autovacuum decide when to run?")
+    [conversation] = [k for k in (t.key for t in at.text_input) if k and k.startswith("chat_title_") and k != "chat_title_search"]
+    at.text_input(key=conversation).input("Vacuum notes").run()
+    assert "Vacuum notes" in [shown(b.label) for b in at.sidebar.button]

@@ -291,3 +291,17 @@ def test_concurrent_writers_lose_nothing(db, users):
     with db.begin() as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 20 * 51
         assert set(session.scalars(select(Conversation.message_count))) == {51}
+
+
+def test_conversation_titles_are_searched_in_any_case_and_wildcards_are_text(db, users):
+    alice, bob = users["alice"], users["bob"]
+    with db.begin() as session:
+        for title in ("Q3 Sales review", "sales_2024 100% done", "Churn"):
+            store.create_conversation(session, alice, title=title)
+        store.create_conversation(session, bob, title="Sales of bob")
+    with db.begin() as session:
+        assert [c.title for c in store.list_conversations(session, alice, title_search="SALES")] == [
+            "sales_2024 100% done", "Q3 Sales review"]
+        assert [c.title for c in store.list_conversations(session, alice, title_search="100%")] == ["sales_2024 100% done"]
+        assert store.list_conversations(session, alice, title_search="s_l") == []  # "_" is no wildcard
+        assert [c.title for c in store.list_conversations(session, alice, limit=1)] == ["Churn"]

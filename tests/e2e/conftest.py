@@ -358,8 +358,8 @@ def messages(page: Page):
 def ask(page: Page, question: str, placeholder: str = QUESTION_BOX) -> Locator:
     """Send a question and wait until its answer is saved and shown; return the answer's bubble.
 
-    Only the saved answer has a feedback widget (the streaming one has none), so the
-    widget marks the end of the turn.
+    Only the saved answer has a feedback widget (the streaming one has none) or, when it
+    failed, an alert: either marks the end of the turn.
     """
     settle(page)
     before = messages(page).count()
@@ -368,7 +368,8 @@ def ask(page: Page, question: str, placeholder: str = QUESTION_BOX) -> Locator:
     box.press("Enter")
     expect(messages(page)).to_have_count(before + 2)
     answer = messages(page).nth(before + 1)
-    expect(answer.get_by_test_id("stFeedback")).to_be_visible()
+    saved = answer.get_by_test_id("stFeedback").or_(answer.get_by_test_id("stAlert"))
+    expect(saved.first).to_be_visible()
     return answer
 
 

@@ -39,7 +39,7 @@ def unreachable_app(langflow_port: int, tmp_path_factory: pytest.TempPathFactory
         "LANGFLOW_FLOW_ID": FLOW_ID,
         "LANGFLOW_API_KEY": "sk-e2e-secret-key",
     }
-    server = start_app(tmp_path_factory.mktemp("unreachable-app"), extra_env=settings, users=("alice",))
+    server = start_app(tmp_path_factory.mktemp("unreachable-app"), extra_env=settings, users=("alice", "root"))
     warm_up(browser, server)
     yield server
     server.stop()
@@ -47,7 +47,8 @@ def unreachable_app(langflow_port: int, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 def page(browser: Browser, unreachable_app: AppServer) -> Iterator[Page]:
-    with logged_in(browser, unreachable_app, "alice") as page:
+    """An admin's page: admins see the technical cause of a failure (analysts what to do)."""
+    with logged_in(browser, unreachable_app, "root") as page:
         yield page
 
 
@@ -77,3 +78,12 @@ def test_langflow_unreachable_keeps_the_question_across_a_reload_and_retry_answe
     expect(messages(page).last.get_by_test_id("stAlert")).to_have_count(0)
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
     assert "Traceback" not in unreachable_app.log_path.read_text()
+
+
+def test_an_analyst_sees_what_to_do_when_langflow_is_unreachable(browser: Browser, unreachable_app: AppServer):
+    with logged_in(browser, unreachable_app, "alice") as page:
+        answer = ask(page, "Which accounts churned in April?", placeholder=QUESTION_BOX)
+        expect(answer.get_by_test_id("stAlert")).to_contain_text("your question is saved. Press Retry in a minute")
+        assert "LANGFLOW_URL" not in answer.inner_text() and "127.0.0.1" not in answer.inner_text()
+        expect(answer.get_by_test_id("stFeedback")).to_have_count(0)  # nothing to rate
+        expect(page.get_by_role("button", name="Retry")).to_be_visible()

@@ -16,6 +16,7 @@ import requests
 from playwright.sync_api import Browser, expect
 
 from tests.e2e.conftest import (
+    COOKIE_KEY,
     AppServer,
     ask,
     assert_inert,
@@ -143,3 +144,12 @@ def test_no_request_leaves_the_app_while_the_chat_page_loads(recorded, app_serve
     expect(page.get_by_test_id("stChatInput")).to_be_visible()
     page.wait_for_timeout(1000)
     assert foreign(seen, app_server) == []
+
+
+def test_the_app_log_holds_no_password_hash_cookie_or_key(app_server: AppServer):
+    """Run last in the suite's shared app: after logins, failed logins, questions and exports,
+    no line of its log carries a bcrypt hash, the cookie key or a login cookie (a JWT)."""
+    log = app_server.log_path.read_text(errors="replace")
+    assert "logged in" in log  # the log is the one the suite wrote
+    for secret in ("$2b$", "$2a$", "$2y$", COOKIE_KEY, "eyJ"):
+        assert secret not in log, f"{secret[:8]}… in the app's log"
