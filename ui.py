@@ -135,7 +135,7 @@ def message_body(message, *, admin: bool = True) -> None:
     outputs = getattr(message, "outputs", None) or []
     if message.role == "assistant" and len(outputs) > 1:
         for n, output in enumerate(outputs, 1):
-            with st.container(border=True):
+            with st.container(border=True, key=f"output_{message.id}_{n}"):
                 st.caption(plain_label(output.get("label") or f"Output {n}"))
                 long_text(output.get("text") or "", key=f"{message.id}_{n}")
     elif message.content:

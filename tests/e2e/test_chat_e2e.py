@@ -163,3 +163,21 @@ def test_first_login_after_a_restart_is_not_dropped(browser: Browser, tmp_path):
     finally:
         context.close()
         server.stop()
+
+
+def test_a_dark_preference_on_a_phone_gives_a_dark_page_that_fits_the_screen(browser: Browser, app_server: AppServer):
+    """Issue #14: the page follows the browser's dark preference, and a long unbroken word
+    wraps inside its bubble at 390 px instead of widening the page."""
+    context = browser.new_context(color_scheme="dark", viewport={"width": 390, "height": 844})
+    context.set_default_timeout(20_000)
+    try:
+        page = context.new_page()
+        login(page, "bob", base_url=app_server.base_url)
+        new_chat(page)
+        ask(page, "What about " + "x" * 300 + " vacuum?")
+        red, green, blue = map(int, re.findall(r"\d+", page.evaluate(
+            "() => getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor"))[:3])
+        assert (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255 < 0.3, "the page is not dark"
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    finally:
+        context.close()

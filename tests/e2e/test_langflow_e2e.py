@@ -220,7 +220,8 @@ def test_both_outputs_of_a_two_output_flow_are_shown_apart_and_saved(
                          token_delay=0.1)
     with logged_in(browser, two_output_app, "alice") as page:
         answer = ask(page, "Summarise and detail.", placeholder=QUESTION_BOX)
-        blocks = answer.get_by_test_id("stVerticalBlockBorderWrapper")
+        blocks = answer.locator('[class*="st-key-output_"]')  # ui.message_body: one bordered block each
+        expect(blocks).to_have_count(2)
         expect(blocks.filter(has_text="Summary")).to_contain_text("Alpha beta gamma delta")
         expect(blocks.filter(has_text="Details")).to_contain_text("One two three four five")
         assert "StubSecond" not in answer.inner_text()
