@@ -72,9 +72,6 @@ if auth.needs_first_admin(db):
     auth.first_admin_form(db, auth.setup_token(cookie_key(settings)))
     stop()
 
-if not st.session_state.get("authentication_status"):
-    st.title("Notes chat")
-    st.caption("Chat with your team's assistant, then browse, search and export every conversation.")
 actor = auth.login(db, settings)
 if actor is None:
     stop()

@@ -93,7 +93,10 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     if notice := st.session_state.pop("auth_notice", None):
         st.success(notice, icon=":material/check_circle:")
     try:
-        authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login")
+        # The app's name as the form's title: an element drawn above the form would move it
+        # between runs, and the form then outlives the login (see app.navigation).
+        authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login",
+                            fields={"Form name": "Notes chat: log in"})
     except LoginError as exc:
         st.error(f"{exc}. Ask an admin to reset your password (python -m chatbot users set-password).")
     _record_failures(db, creds, before)

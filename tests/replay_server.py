@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -285,6 +286,7 @@ class ReplayServer:
         self.stopping = threading.Event()
         self._queue: deque[Reply | Responder] = deque()
         self._lock = threading.Lock()
+        self.connections: set[socket.socket] = set()  # open keep-alive connections, closed on stop
         # nodelay: TCP_NODELAY on every connection, as Langflow's server (uvicorn on asyncio) sets it.
         handler = type("_NoDelayHandler", (_Handler,), {"disable_nagle_algorithm": True}) if nodelay else _Handler
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -307,9 +309,17 @@ class ReplayServer:
         self.stop()
 
     def stop(self) -> None:
+        """Stop listening and hang up every open connection: a stopped server answers nothing,
+        not even on a keep-alive connection a client pooled (a later server on the port would
+        otherwise find its requests answered by this one's handler threads)."""
         self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self._lock:
+            connections, self.connections = list(self.connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def answer(self, *replies: Reply | Responder) -> None:
         """Queue answers for the next requests, in order; each is used once."""
@@ -329,6 +339,16 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def replay(self) -> ReplayServer:
         return self.server.replay  # type: ignore[attr-defined]
+
+    def setup(self) -> None:
+        super().setup()
+        with self.replay._lock:
+            self.replay.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.replay._lock:
+            self.replay.connections.discard(self.connection)
+        super().finish()
 
     def handle(self) -> None:
         try:

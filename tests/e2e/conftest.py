@@ -14,10 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -496,3 +498,39 @@ def screenshot(page: Page, name: str, *, top: Locator | None = None) -> None:
     page.evaluate("() => document.fonts.ready")
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / f"{name}.png"))
+
+
+# -- hostile text: where it may not reach --------------------------------------------------
+
+
+class Listener:
+    """An HTTP server on another port of 127.0.0.1 that counts the requests reaching it."""
+
+    def __init__(self) -> None:
+        hits = self.hits = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def aimed(text: str, listener: Listener) -> str:
+    return text.replace("http://attacker.example", listener.origin).replace("https://attacker.example", listener.origin)
+
+
+def foreign(seen: list[str], app_server: AppServer) -> list[str]:
+    return [url for url in seen if not url.startswith((app_server.base_url + "/", "data:", "blob:"))]

@@ -172,8 +172,7 @@ def test_a_dark_preference_on_a_phone_gives_a_dark_page_that_fits_the_screen(bro
     context.set_default_timeout(20_000)
     try:
         page = context.new_page()
-        login(page, "bob", base_url=app_server.base_url)
-        new_chat(page)
+        login(page, "bob", base_url=app_server.base_url)  # the sidebar is closed at this width
         ask(page, "What about " + "x" * 300 + " vacuum?")
         red, green, blue = map(int, re.findall(r"\d+", page.evaluate(
             "() => getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor"))[:3])

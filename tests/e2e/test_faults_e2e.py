@@ -10,8 +10,12 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import (
     AppServer,
+    Listener,
+    aimed,
     ask,
+    assert_inert,
     assert_no_traceback,
+    foreign,
     free_port,
     logged_in,
     messages,
@@ -19,7 +23,8 @@ from tests.e2e.conftest import (
     start_app,
     warm_up,
 )
-from tests.replay_server import FLOW_ID, ReplayServer, echo_flow
+from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, failed_run, stream_reply
+from tests.test_render import payloads
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +70,7 @@ def test_langflow_unreachable_keeps_the_question_across_a_reload_and_retry_answe
 
     page.reload()
     expect(messages(page)).to_have_count(2)
-    expect(messages(page).first.get_by_test_id("stChatMessageContent")).to_have_text(question)
+    expect(messages(page).first.get_by_test_id("stMarkdownContainer").first).to_have_text(question)
     expect(messages(page).nth(1).get_by_test_id("stAlert")).to_contain_text("Cannot reach Langflow")
     assert_no_traceback(page)
 
@@ -87,3 +92,27 @@ def test_an_analyst_sees_what_to_do_when_langflow_is_unreachable(browser: Browse
         assert "LANGFLOW_URL" not in answer.inner_text() and "127.0.0.1" not in answer.inner_text()
         expect(answer.get_by_test_id("stFeedback")).to_have_count(0)  # nothing to rate
         expect(page.get_by_role("button", name="Retry")).to_be_visible()
+
+
+def test_an_error_text_full_of_payloads_is_shown_as_text_and_fetches_nothing(
+    page: Page, unreachable_app: AppServer, langflow_port: int
+):
+    """Issue #18: Langflow's error text went to st.error as Markdown, unsanitized: an image in it was fetched."""
+    listener = Listener()
+    seen: list[str] = []
+    page.context.on("request", lambda request: seen.append(request.url))
+    reason = aimed(" ".join(payloads("markdown.txt") + payloads("xss.txt")).replace("\n", " "), listener)
+
+    def failing(request):
+        return stream_reply(failed_run(reason, session_id=request.body["session_id"]))
+
+    try:
+        with ReplayServer(default=failing, port=langflow_port):
+            answer = ask(page, "Show me an error.", placeholder=QUESTION_BOX)
+            expect(answer.get_by_test_id("stAlert")).to_contain_text("[a](javascript:prompt(document.cookie))")
+        assert_inert(page)
+        expect(answer.locator("img")).to_have_count(0)
+        assert listener.hits == []
+        assert foreign(seen, unreachable_app) == []
+    finally:
+        listener.close()

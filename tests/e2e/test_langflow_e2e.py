@@ -12,9 +12,12 @@ from playwright.sync_api import Browser, Page, expect
 from tests.e2e.conftest import (
     PAYLOAD_NOTE,
     AppServer,
+    Listener,
+    aimed,
     ask,
     assert_inert,
     assert_no_traceback,
+    foreign,
     logged_in,
     messages,
     open_chat,
@@ -24,6 +27,7 @@ from tests.e2e.conftest import (
     unsafe_nodes,
     warm_up,
 )
+from tests.test_render import payloads
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +119,7 @@ def test_a_model_stream_cut_mid_answer_shows_an_error_and_the_question_survives_
 
     page.reload()
     expect(messages(page)).to_have_count(2)
-    expect(messages(page).first.get_by_test_id("stChatMessageContent")).to_have_text(question)
+    expect(messages(page).first.get_by_test_id("stMarkdownContainer").first).to_have_text(question)
     expect(messages(page).nth(1).get_by_test_id("stAlert")).to_contain_text("your question is saved")
     assert stored_errors(langflow_app)[-1].find("peer closed connection") >= 0  # Langflow's own words, kept
     assert_no_traceback(page)
@@ -228,3 +232,22 @@ def test_both_outputs_of_a_two_output_flow_are_shown_apart_and_saved(
         [(status, content)] = stored_answers(two_output_app)
         assert status == "complete"
         assert content == "**Summary**\n\nAlpha beta gamma delta\n\n**Details**\n\nOne two three four five"
+
+
+def test_model_output_full_of_payloads_streams_and_saves_as_text_and_fetches_nothing(
+    page: Page, langflow_app: AppServer, model_stub
+):
+    """Issue #18: the payload lists as a model's streamed answer through the real Langflow."""
+    listener = Listener()
+    seen: list[str] = []
+    page.context.on("request", lambda request: seen.append(request.url))
+    try:
+        model_stub.configure(answer=aimed("\n\n".join(payloads("markdown.txt")), listener), token_delay=0.005)
+        answer = ask(page, "Show me every payload.", placeholder=QUESTION_BOX)
+        expect(answer).to_contain_text("[image: status]")
+        assert_inert(page)
+        expect(answer.locator("img")).to_have_count(0)
+        assert listener.hits == []
+        assert foreign(seen, langflow_app) == []
+    finally:
+        listener.close()

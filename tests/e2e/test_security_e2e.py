@@ -7,9 +7,7 @@ ours on another port (another origin), which counts what reaches it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -18,8 +16,11 @@ from playwright.sync_api import Browser, expect
 from tests.e2e.conftest import (
     COOKIE_KEY,
     AppServer,
+    Listener,
+    aimed,
     ask,
     assert_inert,
+    foreign,
     login,
     messages,
     new_chat,
@@ -36,40 +37,11 @@ pytestmark = pytest.mark.e2e
 MARKER = "wombat7431"  # finds the conversation on /history
 
 
-class Listener:
-    """An HTTP server on another port of 127.0.0.1 that counts the requests reaching it."""
-
-    def __init__(self) -> None:
-        hits = self.hits = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def listener() -> Iterator[Listener]:
     server = Listener()
     yield server
     server.close()
-
-
-def aimed(text: str, listener: Listener) -> str:
-    return text.replace("http://attacker.example", listener.origin).replace("https://attacker.example", listener.origin)
 
 
 @pytest.fixture
@@ -80,10 +52,6 @@ def recorded(browser: Browser, app_server: AppServer):
     context.on("request", lambda request: seen.append(request.url))
     yield context.new_page(), seen
     context.close()
-
-
-def foreign(seen: list[str], app_server: AppServer) -> list[str]:
-    return [url for url in seen if not url.startswith((app_server.base_url + "/", "data:", "blob:"))]
 
 
 def test_the_page_carries_a_content_security_policy(app_server: AppServer):
