@@ -151,8 +151,9 @@ def message_body(message, *, admin: bool = True) -> None:
 
 
 def copy_button(message) -> None:
-    """Copy: the message's Markdown source in a code box, whose own button copies it."""
-    if not message.content:
+    """Copy: the message's Markdown source in a code box, whose own button copies it. A text
+    past MAX_PREVIEW_CHARS has its download button instead (the box would carry it all)."""
+    if not message.content or len(message.content) > resources.settings().max_preview_chars:
         return
     with st.popover("Copy", icon=":material/content_copy:", help="The text as Markdown, to copy"):
         st.code(message.content, language="markdown", wrap_lines=True)

@@ -93,10 +93,7 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     if notice := st.session_state.pop("auth_notice", None):
         st.success(notice, icon=":material/check_circle:")
     try:
-        # The app's name as the form's title: an element drawn above the form would move it
-        # between runs, and the form then outlives the login (see app.navigation).
-        authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login",
-                            fields={"Form name": "Notes chat: log in"})
+        authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login")
     except LoginError as exc:
         st.error(f"{exc}. Ask an admin to reset your password (python -m chatbot users set-password).")
     _record_failures(db, creds, before)
@@ -144,12 +141,14 @@ def _actor(db: sessionmaker[Session], authenticator: stauth.Authenticate, userna
     if actor is None:
         authenticator.authentication_controller.logout()
         st.rerun()
+    _keep_login_cookie(authenticator)
+    st.session_state["auth_authenticator"] = authenticator
     if st.session_state.get("auth_recorded") != username:
         logger.info("user %r logged in", username)
         st.session_state["auth_recorded"] = username
         _remember_login_cookie(authenticator)
-    _keep_login_cookie(authenticator)
-    st.session_state["auth_authenticator"] = authenticator
+        _keep_login_cookie(authenticator)
+        st.rerun()  # a run without the login form: one drawn in this run could outlive the login
     return actor
 
 

@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     start_app,
     submit_login,
     wait_for_login_cookie,
+    warm_up,
 )
 
 pytestmark = pytest.mark.e2e
@@ -165,14 +166,17 @@ def test_first_login_after_a_restart_is_not_dropped(browser: Browser, tmp_path):
         server.stop()
 
 
-def test_a_dark_preference_on_a_phone_gives_a_dark_page_that_fits_the_screen(browser: Browser, app_server: AppServer):
+def test_a_dark_preference_on_a_phone_gives_a_dark_page_that_fits_the_screen(browser: Browser, tmp_path):
     """Issue #14: the page follows the browser's dark preference, and a long unbroken word
-    wraps inside its bubble at 390 px instead of widening the page."""
+    wraps inside its bubble at 390 px instead of widening the page. (An app of its own: the
+    shared one's users are counted by other tests.)"""
+    server = start_app(tmp_path / "app", users=("alice",))
+    warm_up(browser, server)
     context = browser.new_context(color_scheme="dark", viewport={"width": 390, "height": 844})
     context.set_default_timeout(20_000)
     try:
         page = context.new_page()
-        login(page, "bob", base_url=app_server.base_url)  # the sidebar is closed at this width
+        login(page, "alice", base_url=server.base_url)  # the sidebar is closed at this width
         ask(page, "What about " + "x" * 300 + " vacuum?")
         red, green, blue = map(int, re.findall(r"\d+", page.evaluate(
             "() => getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor"))[:3])
@@ -180,3 +184,4 @@ def test_a_dark_preference_on_a_phone_gives_a_dark_page_that_fits_the_screen(bro
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+        server.stop()
