@@ -80,6 +80,6 @@ st.session_state["actor"] = actor
 page = navigation()
 open_page_asked_for(page)
 with st.sidebar:
-    st.caption(f"Signed in as **{ui.plain_label(actor.name)}** ({actor.role})")
+    st.caption(f"Signed in as **{ui.plain_text(actor.name)}** ({actor.role})")
     auth.logout_button()
 page.run()

@@ -50,12 +50,7 @@ def bounded_params(params: Mapping[str, str]) -> dict[str, str]:
 def show_error(exc: ChatbotError, *, doing: str) -> None:
     """The one place an error becomes UI: a message to act on, details only in the log."""
     logger.warning("%s failed: %s", doing, exc.detail)
-    st.error(plain_label(f"{doing[:1].upper()}{doing[1:]} failed. {exc}"), icon=":material/error:")
-
-
-def plain_label(text: str) -> str:
-    """Outside text (a title, a name, an error) for a label Streamlit renders as Markdown: as typed."""
-    return plain_text(text)
+    st.error(plain_text(f"{doing[:1].upper()}{doing[1:]} failed. {exc}"), icon=":material/error:")
 
 
 def markdown(text: str) -> None:
@@ -95,7 +90,7 @@ def duration(ms: int) -> str:
 
 
 def message_caption(message) -> str:
-    """'flow-id · 1.2 s · first token 300 ms · 51 tokens' for an answer (outside text: plain_label it)."""
+    """'flow-id · 1.2 s · first token 300 ms · 51 tokens' for an answer (outside text: plain_text it)."""
     parts = [message.flow_id or message.engine or ""]
     if message.latency_ms is not None:
         parts.append(duration(message.latency_ms))
@@ -136,18 +131,18 @@ def message_body(message, *, admin: bool = True) -> None:
     if message.role == "assistant" and len(outputs) > 1:
         for n, output in enumerate(outputs, 1):
             with st.container(border=True, key=f"output_{message.id}_{n}"):
-                st.caption(plain_label(output.get("label") or f"Output {n}"))
+                st.caption(plain_text(output.get("label") or f"Output {n}"))
                 long_text(output.get("text") or "", key=f"{message.id}_{n}")
     elif message.content:
         long_text(message.content, key=str(message.id))
     if message.status == "error":
         cause = message.error or "the engine failed."
-        st.error(plain_label(f"No answer: {cause}" if admin else ANALYST_ERROR), icon=":material/error:")
+        st.error(plain_text(f"No answer: {cause}" if admin else ANALYST_ERROR), icon=":material/error:")
     elif message.status == "interrupted":
-        st.warning(plain_label(f"Interrupted: {message.error or 'the answer did not finish.'}"),
+        st.warning(plain_text(f"Interrupted: {message.error or 'the answer did not finish.'}"),
                    icon=":material/pause_circle:")
     elif message.status == "stopped":
-        st.info(plain_label(message.error or "Stopped."), icon=":material/stop_circle:")
+        st.info(plain_text(message.error or "Stopped."), icon=":material/stop_circle:")
 
 
 def copy_button(message) -> None:

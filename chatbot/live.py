@@ -61,9 +61,10 @@ class LiveAnswer:
         except Exception:  # a database failure while saving: logged, and the reader is released
             logger.exception("the answer %s could not be saved", self.turn.message_id)
         finally:
+            key = _key(self.turn.db, self.turn.conversation_id)
             with _lock:
-                if _running.get(_key(self.turn.db, self.turn.conversation_id)) is self:
-                    del _running[_key(self.turn.db, self.turn.conversation_id)]
+                if _running.get(key) is self:
+                    del _running[key]
             self.done.set()
 
 

@@ -61,7 +61,7 @@ def sidebar(conversation_id) -> None:
             st.caption(group)
             for c in members:
                 st.button(
-                    ui.plain_label(c.title), key=f"chat_open_{c.id}", on_click=open_conversation, args=(c.id,),
+                    ui.plain_text(c.title), key=f"chat_open_{c.id}", on_click=open_conversation, args=(c.id,),
                     type="primary" if c.id == conversation_id else "secondary", use_container_width=True,
                 )
         if len(conversations) > limit:
@@ -71,7 +71,7 @@ def sidebar(conversation_id) -> None:
 
 
 def header(backend, conversation) -> None:
-    st.title(ui.plain_label(conversation.title if conversation is not None else "New chat"))
+    st.title(ui.plain_text(conversation.title if conversation is not None else "New chat"))
     if backend.engine == "notes":
         note = f"Answering from your notes in `{settings.notes_dir}`."
         if actor.is_admin:
@@ -79,7 +79,7 @@ def header(backend, conversation) -> None:
                      "`LANGFLOW_API_KEY` (see the README).")
         st.caption(note)
     else:
-        st.caption(f"Answering with the Langflow flow {ui.plain_label(backend.label)}.")
+        st.caption(f"Answering with the Langflow flow {ui.plain_text(backend.label)}.")
 
 
 def load_conversation(conversation_id):
@@ -161,7 +161,7 @@ def transcript(conversation, streaming) -> list:
         with st.chat_message(m.role):
             ui.message_body(m, admin=actor.is_admin)
             if m.role == "assistant":
-                st.caption(ui.plain_label(ui.message_caption(m)))
+                st.caption(ui.plain_text(ui.message_caption(m)))
                 if m.status != "error":  # nothing to rate in an answer that failed
                     feedback_widgets(m, feedback.get(m.id))
             ui.copy_button(m)

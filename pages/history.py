@@ -165,12 +165,12 @@ def message_details(m: history.TranscriptMessage) -> str:
     if m.feedback_score is not None:
         comment = " ".join((m.feedback_comment or "").split())
         parts.append(FEEDBACK_LABELS["up" if m.feedback_score else "down"] + (f" “{comment}”" if comment else ""))
-    return ui.plain_label(" · ".join(p for p in parts if p))
+    return ui.plain_text(" · ".join(p for p in parts if p))
 
 
 def show_transcript(chat: history.Transcript) -> None:
     st.divider()
-    st.subheader(ui.plain_label(chat.title), anchor=False)
+    st.subheader(ui.plain_text(chat.title), anchor=False)
     gone = " · deleted by its owner" if chat.deleted else ""
     st.caption(f"{chat.owner} · started {chat.created_at:%Y-%m-%d %H:%M} UTC · {len(chat.messages)} messages{gone}")
     buttons = st.columns(4)

@@ -13,9 +13,8 @@ from tests.apps import ENTRY, logged_in, shown
 COOKIE_KEY = "test-cookie-key-0123456789abcdefghij"
 
 
-@pytest.fixture
-def empty_app(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
+def empty_deployment(url: str, monkeypatch):
+    """The app's settings pointed at a migrated database with no users; caches cleared."""
     monkeypatch.delenv("LANGFLOW_URL", raising=False)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("AUTH_COOKIE_KEY", COOKIE_KEY)
@@ -28,17 +27,14 @@ def empty_app(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def empty_app(tmp_path, monkeypatch):
+    yield from empty_deployment(f"sqlite:///{tmp_path / 'empty.db'}", monkeypatch)
+
+
+@pytest.fixture
 def empty_app_on(database_url, monkeypatch):
     """A fresh deployment on a SQLite file or a PostgreSQL schema."""
-    monkeypatch.delenv("LANGFLOW_URL", raising=False)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("AUTH_COOKIE_KEY", COOKIE_KEY)
-    st.cache_resource.clear()
-    engine = database.make_engine(database_url)
-    database.migrate(engine)
-    yield database.session_factory(engine)
-    st.cache_resource.clear()
-    engine.dispose()
+    yield from empty_deployment(database_url, monkeypatch)
 
 
 def fill_setup(at: AppTest, token: str, password="admin-pass-1", repeat=None, name="The Admin") -> AppTest:

@@ -37,7 +37,7 @@ def saved(factory, username="alice"):
 
 
 def shown(label: str) -> str:
-    """A label as the browser shows it: ui.plain_label backslash-escapes its Markdown characters."""
+    """A label as the browser shows it: ui.plain_text backslash-escapes its Markdown characters."""
     return re.sub(r"\\(.)", r"\1", label)
 
 

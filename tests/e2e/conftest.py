@@ -528,6 +528,14 @@ class Listener:
         self.server.server_close()
 
 
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    """Another origin on 127.0.0.1 that counts what reaches it; aim payloads at it with ``aimed``."""
+    server = Listener()
+    yield server
+    server.close()
+
+
 def aimed(text: str, listener: Listener) -> str:
     return text.replace("http://attacker.example", listener.origin).replace("https://attacker.example", listener.origin)
 

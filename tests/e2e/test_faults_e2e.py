@@ -95,10 +95,9 @@ def test_an_analyst_sees_what_to_do_when_langflow_is_unreachable(browser: Browse
 
 
 def test_an_error_text_full_of_payloads_is_shown_as_text_and_fetches_nothing(
-    page: Page, unreachable_app: AppServer, langflow_port: int
+    page: Page, unreachable_app: AppServer, langflow_port: int, listener: Listener
 ):
     """Issue #18: Langflow's error text went to st.error as Markdown, unsanitized: an image in it was fetched."""
-    listener = Listener()
     seen: list[str] = []
     page.context.on("request", lambda request: seen.append(request.url))
     reason = aimed(" ".join(payloads("markdown.txt") + payloads("xss.txt")).replace("\n", " "), listener)
@@ -106,13 +105,10 @@ def test_an_error_text_full_of_payloads_is_shown_as_text_and_fetches_nothing(
     def failing(request):
         return stream_reply(failed_run(reason, session_id=request.body["session_id"]))
 
-    try:
-        with ReplayServer(default=failing, port=langflow_port):
-            answer = ask(page, "Show me an error.", placeholder=QUESTION_BOX)
-            expect(answer.get_by_test_id("stAlert")).to_contain_text("[a](javascript:prompt(document.cookie))")
-        assert_inert(page)
-        expect(answer.locator("img")).to_have_count(0)
-        assert listener.hits == []
-        assert foreign(seen, unreachable_app) == []
-    finally:
-        listener.close()
+    with ReplayServer(default=failing, port=langflow_port):
+        answer = ask(page, "Show me an error.", placeholder=QUESTION_BOX)
+        expect(answer.get_by_test_id("stAlert")).to_contain_text("[a](javascript:prompt(document.cookie))")
+    assert_inert(page)
+    expect(answer.locator("img")).to_have_count(0)
+    assert listener.hits == []
+    assert foreign(seen, unreachable_app) == []

@@ -235,19 +235,15 @@ def test_both_outputs_of_a_two_output_flow_are_shown_apart_and_saved(
 
 
 def test_model_output_full_of_payloads_streams_and_saves_as_text_and_fetches_nothing(
-    page: Page, langflow_app: AppServer, model_stub
+    page: Page, langflow_app: AppServer, model_stub, listener: Listener
 ):
     """Issue #18: the payload lists as a model's streamed answer through the real Langflow."""
-    listener = Listener()
     seen: list[str] = []
     page.context.on("request", lambda request: seen.append(request.url))
-    try:
-        model_stub.configure(answer=aimed("\n\n".join(payloads("markdown.txt")), listener), token_delay=0.005)
-        answer = ask(page, "Show me every payload.", placeholder=QUESTION_BOX)
-        expect(answer).to_contain_text("[image: status]")
-        assert_inert(page)
-        expect(answer.locator("img")).to_have_count(0)
-        assert listener.hits == []
-        assert foreign(seen, langflow_app) == []
-    finally:
-        listener.close()
+    model_stub.configure(answer=aimed("\n\n".join(payloads("markdown.txt")), listener), token_delay=0.005)
+    answer = ask(page, "Show me every payload.", placeholder=QUESTION_BOX)
+    expect(answer).to_contain_text("[image: status]")
+    assert_inert(page)
+    expect(answer.locator("img")).to_have_count(0)
+    assert listener.hits == []
+    assert foreign(seen, langflow_app) == []
