@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -90,6 +91,12 @@ class Message(Base):
     # A flow with several Chat Outputs: [{"text", "label", "component_id", "usage"}] in the flow's
     # order (content holds them all as one text). None for an answer with one output.
     outputs: Mapped[list | None] = mapped_column(JSON)
+    # Versions of a turn (regenerate, edit, Retry): an answer replies to a question; each later
+    # version points at version 1 of its role in the turn; only the newest version is current.
+    reply_to: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    version_of: Mapped[int | None] = mapped_column(Integer, index=True)
+    current: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (
         Index("ix_messages_conversation", "conversation_id", "id"),
