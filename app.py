@@ -13,6 +13,8 @@ HERE = Path(__file__).resolve().parent
 # A local icon: a :material/: icon would be fetched from a font CDN, which the CSP refuses.
 st.set_page_config(page_title="Notes chat", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
 st.html(HERE / "assets" / "app.css")
+# The app's name, on the login page too; served from static/ (a same-origin URL, not a data: image).
+st.logo("/app/static/logo.svg", size="large")
 PAGES = [
     st.Page(HERE / "pages" / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(HERE / "pages" / "history.py", title="History", icon=":material/history:", url_path="history"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -169,3 +170,14 @@ def live_answer(slot, outputs: list[tuple[str, int]], *, stopping: bool) -> None
             st.markdown(live_html(text + " ▌", resources.settings().allowed_image_hosts), unsafe_allow_html=True)
         if stopping:
             st.caption("Stopping…")
+
+
+CLOSE_SIDEBAR = (Path(__file__).resolve().parent / "assets" / "close-sidebar.js").read_text(encoding="utf-8")
+
+
+def close_sidebar_on_mobile(nonce: int) -> None:
+    """Close the sidebar on a narrow screen, as st.navigation does after a pick. The script is
+    allowed by its hash in the security policy (chatbot.headers); ``nonce`` makes each pick a new
+    element, so the script runs again."""
+    with st.container(key="chat_sidebar_closer"):  # in the main area, hidden (app.css): no script in the sidebar
+        st.html(f"<script>{CLOSE_SIDEBAR}</script><span data-pick='{int(nonce)}'></span>", unsafe_allow_javascript=True)

@@ -38,7 +38,7 @@ def run(ctx: Context) -> list[Figure]:
 
 
 def _turn(size: int) -> Turn:
-    turn = Turn(db=None, actor=None, conversation_id=0, session_id="bench", question="q", backend=None)
+    turn = Turn(db=None, actor=None, conversation_id=0, session_id="bench", question="q", question_id=0, backend=None)
     tokens, length, n = [], 0, 0
     while length < size:
         for word in TOKEN_TEXT[n % len(TOKEN_TEXT)].split(" "):

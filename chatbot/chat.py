@@ -38,6 +38,20 @@ def clean_question(text: str | None, *, max_chars: int) -> str | None:
     return cleaned
 
 
+def pair_turns(messages: list) -> list[tuple]:
+    """(question, answer) for each turn of a transcript in order; either may be None (a question
+    not answered yet, or an answer whose question is older than the messages shown)."""
+    turns = []
+    for message in messages:
+        if message.role == "assistant" and turns and turns[-1][1] is None and turns[-1][0] is not None:
+            turns[-1] = (turns[-1][0], message)
+        elif message.role == "assistant":
+            turns.append((None, message))
+        else:
+            turns.append((message, None))
+    return turns
+
+
 INTERRUPTED = "The answer was interrupted before it finished."
 STOPPED = "You stopped this answer."
 
@@ -59,6 +73,7 @@ class Turn:
     conversation_id: int
     session_id: str
     question: str
+    question_id: int
     backend: ChatBackend
     save_every: float = 1.0
     status: str | None = None
@@ -75,11 +90,7 @@ class Turn:
         if self.message_id is not None:
             return
         with self.db.begin() as session:
-            message = store.append_message(
-                session, self.actor, self.conversation_id, role="assistant", content="",
-                status="interrupted", error=INTERRUPTED, engine=self.backend.engine, flow_id=self._flow_id,
-            )
-            self.message_id = message.id
+            self.message_id = _begin_answer(session, self.actor, self.question_id, self.backend)
 
     def stop(self) -> None:
         self._stop.set()
@@ -144,7 +155,7 @@ class Turn:
 
     @property
     def _flow_id(self) -> str | None:
-        return self.backend.label if self.backend.engine == "langflow" else None
+        return _flow_of(self.backend)
 
     def _save_progress(self, partial: str) -> None:
         """Best effort: a failed intermediate save must not cut the answer off; the last one counts."""
@@ -194,15 +205,46 @@ def ask(
             conversation = store.create_conversation(session, actor, title=cleaned)
         else:
             conversation = store.get_conversation(session, actor, conversation_id)
-        store.append_message(session, actor, conversation.id, role="user", content=cleaned)
-        ids = conversation.id, conversation.langflow_session_id
-    return Turn(db, actor, ids[0], ids[1], cleaned, backend)
+        asked = store.append_message(session, actor, conversation.id, role="user", content=cleaned)
+        ids = conversation.id, conversation.langflow_session_id, asked.id
+    return Turn(db, actor, ids[0], ids[1], cleaned, ids[2], backend)
 
 
-def retry(db: sessionmaker[Session], actor: Actor, conversation_id: int, backend: ChatBackend) -> Turn:
-    """Ask the conversation's last question again, without saving it a second time."""
+def regenerate(db: sessionmaker[Session], actor: Actor, conversation_id: int, backend: ChatBackend) -> Turn:
+    """Answer the conversation's last question again (Retry after a failure is the same): the
+    answer it has stays as an earlier version."""
     with db.begin() as session:
         conversation = store.get_conversation(session, actor, conversation_id)
-        question = store.last_question(session, actor, conversation_id)
-        session_id = conversation.langflow_session_id
-    return Turn(db, actor, conversation_id, session_id, question, backend)
+        question, _answer = store.last_turn(session, actor, conversation_id)
+        ids = conversation.langflow_session_id, question.content, question.id
+    return Turn(db, actor, conversation_id, ids[0], ids[1], ids[2], backend)
+
+
+def edit(
+    db: sessionmaker[Session], actor: Actor, conversation_id: int, question: str, backend: ChatBackend,
+    *, max_chars: int,
+) -> Turn | None:
+    """Ask the conversation's last question again as edited; None when the edit is empty.
+
+    The question and answer as they were stay as earlier versions of the turn.
+    """
+    cleaned = clean_question(question, max_chars=max_chars)
+    if cleaned is None:
+        return None
+    with db.begin() as session:
+        conversation = store.get_conversation(session, actor, conversation_id)
+        asked = store.edit_question(session, actor, conversation_id, cleaned)
+        # In the same transaction, so the old answer is never left current under the new question.
+        ids = conversation.langflow_session_id, asked.id, _begin_answer(session, actor, asked.id, backend)
+    return Turn(db, actor, conversation_id, ids[0], cleaned, ids[1], backend, message_id=ids[2])
+
+
+def _begin_answer(session: Session, actor: Actor, question_id: int, backend: ChatBackend) -> int:
+    answer = store.begin_answer(
+        session, actor, question_id, error=INTERRUPTED, engine=backend.engine, flow_id=_flow_of(backend),
+    )
+    return answer.id
+
+
+def _flow_of(backend: ChatBackend) -> str | None:
+    return backend.label if backend.engine == "langflow" else None

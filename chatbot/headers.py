@@ -23,6 +23,8 @@ PAGES_WITH_INLINE_SCRIPTS = (
     ("streamlit", "static/index.html"),
     ("extra_streamlit_components", "CookieManager/frontend/build/index.html"),
 )
+# The app's own inline scripts (st.html with JavaScript), allowed by their hashes too.
+APP_SCRIPTS = (Path(__file__).resolve().parent.parent / "assets" / "close-sidebar.js",)
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)
 
 
@@ -35,9 +37,12 @@ def inline_script_hashes() -> tuple[str, ...]:
         if path is None or not path.is_file():
             continue
         for script in INLINE_SCRIPT.findall(path.read_text(encoding="utf-8")):
-            digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-            hashes.append(f"'sha256-{digest}'")
-    return tuple(hashes)
+            hashes.append(_hash(script))
+    return (*hashes, *(_hash(path.read_text(encoding="utf-8")) for path in APP_SCRIPTS))
+
+
+def _hash(script: str) -> str:
+    return f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
 
 
 def content_security_policy(image_hosts: Iterable[str] = ()) -> str:

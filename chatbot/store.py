@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import bcrypt
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, NotFoundError
@@ -297,27 +297,105 @@ def update_answer(
 
 def list_messages(
     session: Session, actor: Actor, conversation_id: int, *, limit: int | None = None,
-    any_owner: bool = False,
+    any_owner: bool = False, current_only: bool = False,
 ) -> list[Message]:
-    """The conversation's messages in order; with ``limit``, only the most recent ones."""
+    """The conversation's messages in order; with ``limit``, only the most recent ones; with
+    ``current_only``, only the newest version of each (the chat transcript)."""
     get_conversation(session, actor, conversation_id, any_owner=any_owner)
     query = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id.desc())
+    if current_only:
+        query = query.where(Message.current.is_(True))
     if limit is not None:
         query = query.limit(limit)
     return list(reversed(session.scalars(query).all()))
 
 
-def last_question(session: Session, actor: Actor, conversation_id: int) -> str:
-    """The newest question in the conversation (what Retry asks again)."""
+# -- versions of a turn ------------------------------------------------------------------
+# A turn is a question and its answer. Regenerate (and Retry) add a version of the answer;
+# editing the question adds a version of both. Earlier versions stay, with current False.
+
+
+def last_turn(session: Session, actor: Actor, conversation_id: int) -> tuple[Message, Message | None]:
+    """The newest question in the conversation and its current answer (None: it has none yet)."""
     get_conversation(session, actor, conversation_id)
-    text = session.scalar(
-        select(Message.content)
-        .where(Message.conversation_id == conversation_id, Message.role == "user")
+    question = session.scalar(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.role == "user", Message.current.is_(True))
         .order_by(Message.id.desc()).limit(1)
     )
-    if text is None:
-        raise NotFoundError("There is no question to retry in this conversation.")
-    return text
+    if question is None:
+        raise NotFoundError("There is no question to answer again in this conversation.")
+    return question, _current_answer(session, question)
+
+
+def begin_answer(session: Session, actor: Actor, question_id: int, **metadata) -> Message:
+    """A new answer to the actor's question, marked interrupted until it finishes.
+
+    When the turn already has an answer (Retry, regenerate, an edited question), that one is
+    kept as an earlier version and the new one becomes the current version after it.
+    """
+    question = _owned_message(session, actor, question_id)
+    previous = _current_answer(session, question)
+    versions = {}
+    if previous is not None:
+        previous.current = False
+        root = previous.version_of or previous.id
+        versions = {"version_of": root, "version": _newest_version(session, root) + 1}
+    return append_message(
+        session, actor, question.conversation_id, role="assistant", content="", status="interrupted",
+        reply_to=question.id, **versions, **metadata,
+    )
+
+
+def edit_question(session: Session, actor: Actor, conversation_id: int, text: str) -> Message:
+    """The conversation's last question, asked again as ``text``; the question as it was (and its
+    answer, once the new one begins) stay as earlier versions."""
+    question, _answer = last_turn(session, actor, conversation_id)
+    question.current = False
+    root = question.version_of or question.id
+    return append_message(
+        session, actor, conversation_id, role="user", content=text,
+        version_of=root, version=_newest_version(session, root) + 1,
+    )
+
+
+def answer_version(session: Session, actor: Actor, answer_id: int, version: int) -> tuple[Message, Message | None]:
+    """Version ``version`` of the turn whose answer is ``answer_id``, and the question it answered."""
+    answer = _owned_message(session, actor, answer_id)
+    root = answer.version_of or answer.id
+    shown = session.scalar(
+        select(Message).where(or_(Message.id == root, Message.version_of == root), Message.version == version)
+    )
+    if shown is None:
+        raise NotFoundError(f"This answer has no version {version}.")
+    asked = session.get(Message, shown.reply_to) if shown.reply_to else None
+    return shown, asked
+
+
+def _current_answer(session: Session, question: Message) -> Message | None:
+    """The current answer of the question's turn, whichever version of the question it answered."""
+    root = question.version_of or question.id
+    asked = select(Message.id).where(or_(Message.id == root, Message.version_of == root))
+    return session.scalar(
+        select(Message).where(Message.role == "assistant", Message.current.is_(True), Message.reply_to.in_(asked))
+        .order_by(Message.id.desc()).limit(1)
+    )
+
+
+def _newest_version(session: Session, root: int) -> int:
+    return session.scalar(
+        select(func.max(Message.version)).where(or_(Message.id == root, Message.version_of == root))
+    ) or 1
+
+
+def _owned_message(session: Session, actor: Actor, message_id: int) -> Message:
+    message = session.scalar(
+        select(Message).join(Conversation)
+        .where(Message.id == message_id, Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+    )
+    if message is None:
+        raise NotFoundError("This message does not exist or was deleted.")
+    return message
 
 
 # -- feedback --------------------------------------------------------------------------

@@ -20,6 +20,12 @@ db = resources.database(settings.database_url, settings.db_pool_size)
 st.session_state.setdefault("chat_limit", RECENT)
 
 
+def pick_conversation(conversation_id: int | None) -> None:
+    """A click in the sidebar: open it, and close the sidebar on a phone."""
+    open_conversation(conversation_id)
+    st.session_state["chat_picked"] = st.session_state.get("chat_picked", 0) + 1
+
+
 def open_conversation(conversation_id: int | None) -> None:
     st.session_state["chat_conversation"] = conversation_id
     st.session_state["chat_limit"] = RECENT
@@ -50,7 +56,7 @@ def show_more_conversations() -> None:
 def sidebar(conversation_id) -> None:
     """New chat, a search over titles, and the newest conversations by date ("Show more" pages in SQL)."""
     with st.sidebar:
-        st.button("New chat", icon=":material/add:", key="chat_new", on_click=open_conversation, args=(None,),
+        st.button("New chat", icon=":material/add:", key="chat_new", on_click=pick_conversation, args=(None,),
                   use_container_width=True)
         search = st.text_input("Search your chats", key="chat_title_search", placeholder="Search your chats",
                                label_visibility="collapsed", icon=":material/search:")
@@ -61,13 +67,17 @@ def sidebar(conversation_id) -> None:
             st.caption(group)
             for c in members:
                 st.button(
-                    ui.plain_text(c.title), key=f"chat_open_{c.id}", on_click=open_conversation, args=(c.id,),
+                    ui.plain_text(c.title), key=f"chat_open_{c.id}", on_click=pick_conversation, args=(c.id,),
                     type="primary" if c.id == conversation_id else "secondary", use_container_width=True,
                 )
         if len(conversations) > limit:
             st.button("Show more", key="chat_sidebar_more", on_click=show_more_conversations, type="tertiary")
         if not conversations:
             st.caption("No chat title holds that." if search else "Your conversations will appear here.")
+    picked = st.session_state.get("chat_picked", 0)  # counts up, so each pick's script is a new element
+    if picked != st.session_state.get("chat_picked_closed", 0):
+        st.session_state["chat_picked_closed"] = picked
+        ui.close_sidebar_on_mobile(picked)
 
 
 def header(backend, conversation) -> None:
@@ -137,14 +147,42 @@ def save_feedback(message_id: int) -> None:
         ui.show_error(exc, doing="saving feedback")
 
 
-def transcript(conversation, streaming) -> list:
-    """The saved messages (but the answer streaming now, drawn live below); returns them."""
-    if conversation is None:
-        return []
+# Regenerate, Retry and an edit's "Save and send" are requests: their callbacks leave one here, and
+# the run that follows starts it before it draws the transcript, which then shows the new turn.
+def request(action: str, question_id: int | None = None) -> None:
+    text = st.session_state.get(f"chat_edit_{question_id}") if question_id else None
+    st.session_state["chat_request"] = (action, text)
+    st.session_state.pop("chat_paged", None)  # every turn back at its newest version
+
+
+def page_version(root: int, version: int) -> None:
+    """‹ or ›: show version ``version`` of the turn whose first answer is ``root``."""
+    st.session_state.setdefault("chat_paged", {})[root] = version
+
+
+def shown_version(question, answer):
+    """(question, answer) as the analyst paged them: the current answer or an earlier version of
+    it, with the question that version answered."""
+    wanted = st.session_state.get("chat_paged", {}).get(answer.version_of or answer.id) if answer else None
+    if wanted in (None, answer.version if answer else None):
+        return question, answer
     try:
         with db.begin() as session:
-            messages = store.list_messages(session, actor, conversation.id, limit=st.session_state["chat_limit"] + 1)
-            feedback = store.feedback_for(session, actor, [m.id for m in messages])
+            shown, asked = store.answer_version(session, actor, answer.id, wanted)
+    except ChatbotError:
+        return question, answer
+    return asked or question, shown
+
+
+def transcript(conversation, streaming) -> None:
+    """The saved turns, each at the version the analyst paged to (but the answer streaming now,
+    drawn live below)."""
+    if conversation is None:
+        return
+    try:
+        with db.begin() as session:
+            messages = store.list_messages(session, actor, conversation.id, current_only=True,
+                                           limit=st.session_state["chat_limit"] + 1)
     except ChatbotError as exc:
         ui.show_error(exc, doing="opening the conversation")
         open_conversation(None)
@@ -157,15 +195,68 @@ def transcript(conversation, streaming) -> list:
             st.rerun()
     if streaming is not None:
         messages = [m for m in messages if m.id != streaming.message_id]
-    for m in messages:
-        with st.chat_message(m.role):
-            ui.message_body(m, admin=actor.is_admin)
-            if m.role == "assistant":
-                st.caption(ui.plain_text(ui.message_caption(m)))
-                if m.status != "error":  # nothing to rate in an answer that failed
-                    feedback_widgets(m, feedback.get(m.id))
-            ui.copy_button(m)
-    return messages
+    turns = chat.pair_turns(messages)
+    shown = [shown_version(question, answer) for question, answer in turns]
+    with db.begin() as session:
+        feedback = store.feedback_for(session, actor, [answer.id for _q, answer in shown if answer])
+    for n, ((question, answer), (_q, current)) in enumerate(zip(shown, turns, strict=True)):
+        last = n == len(turns) - 1 and streaming is None
+        if question is not None:
+            draw_question(question, editable=last and (current is None or answer is current))
+        if answer is not None:
+            draw_answer(answer, current, feedback.get(answer.id), last=last)
+        elif last:
+            st.info("This question has no answer yet.")
+            st.button("Retry", icon=":material/refresh:", key="chat_retry", on_click=request, args=("regenerate",))
+
+
+def draw_question(question, *, editable: bool) -> None:
+    """A question, with Copy; the last one can be edited and sent again."""
+    with st.chat_message("user"):
+        if st.session_state.get("chat_editing") == question.id and editable:
+            edit_box(question)
+            return
+        ui.message_body(question)
+        with st.container(horizontal=True, key=f"chat_q_actions_{question.id}"):
+            ui.copy_button(question)
+            if editable:
+                st.button("Edit", icon=":material/edit:", key="chat_edit", type="tertiary", on_click=st.session_state.update,
+                          kwargs={"chat_editing": question.id})
+
+
+def edit_box(question) -> None:
+    st.text_area("Edit your question", value=question.content, key=f"chat_edit_{question.id}")
+    with st.container(horizontal=True):
+        st.button("Save and send", type="primary", key="chat_edit_send", on_click=request,
+                  args=("edit", question.id))
+        st.button("Cancel", key="chat_edit_cancel", on_click=st.session_state.pop, args=("chat_editing", None))
+
+
+def draw_answer(answer, current, given, *, last: bool) -> None:
+    """An answer with its status and caption; ‹ n / N › when it has versions; Copy; Regenerate
+    (Retry when it failed) under the last one; 👍/👎 unless it failed."""
+    root = current.version_of or current.id
+    with st.chat_message("assistant"):
+        ui.message_body(answer, admin=actor.is_admin)
+        st.caption(ui.plain_text(ui.message_caption(answer)))
+        with st.container(horizontal=True, vertical_alignment="center", key=f"chat_a_actions_{answer.id}"):
+            if current.version > 1:
+                version_pager(root, answer.version, current.version)
+            ui.copy_button(answer)
+            if last:
+                failed = current.status in ("error", "interrupted")
+                st.button("Retry" if failed else "Regenerate", icon=":material/refresh:", type="tertiary",
+                          key="chat_retry" if failed else "chat_regenerate", on_click=request, args=("regenerate",))
+        if answer.status != "error":  # nothing to rate in an answer that failed
+            feedback_widgets(answer, given)
+
+
+def version_pager(root: int, shown: int, newest: int) -> None:
+    st.button("‹", key=f"chat_ver_prev_{root}", help="Previous version", type="tertiary", disabled=shown <= 1,
+              on_click=page_version, args=(root, shown - 1))
+    st.caption(f"{shown} / {newest}")
+    st.button("›", key=f"chat_ver_next_{root}", help="Next version", type="tertiary", disabled=shown >= newest,
+              on_click=page_version, args=(root, shown + 1))
 
 
 def feedback_widgets(message, given) -> None:
@@ -177,27 +268,21 @@ def feedback_widgets(message, given) -> None:
                       on_change=save_feedback, args=(message.id,))
 
 
-def retry_button(messages) -> bool:
-    """Retry, under an answer that did not finish or a question that has none."""
-    last = messages[-1] if messages else None
-    if last is None or (last.role == "assistant" and last.status == "complete"):
-        return False
-    if last.role == "user":
-        st.info("This question has no answer yet.")
-    return st.button("Retry", icon=":material/refresh:", key="chat_retry")
-
-
-def start_turn(prompt, retry_clicked, backend, conversation_id):
-    """Save the question (or take the last one again) and start its answer; None if nothing to do."""
+def start_turn(prompt, asked, backend, conversation_id):
+    """Save the question (or take the last one again, or as edited) and start its answer; None if
+    nothing to do. ``asked`` is a request from Regenerate, Retry or an edit's Send."""
+    action, edited = asked or (None, None)
     try:
         if prompt is not None:
             turn = chat.ask(db, actor, conversation_id, prompt, backend, max_chars=settings.max_message_chars)
-            if turn is None:
-                st.toast("Type a question first.")
-                return None
-        elif retry_clicked:
-            turn = chat.retry(db, actor, conversation_id, backend)
+        elif action == "regenerate" and conversation_id is not None:
+            turn = chat.regenerate(db, actor, conversation_id, backend)
+        elif action == "edit" and conversation_id is not None:
+            turn = chat.edit(db, actor, conversation_id, edited or "", backend, max_chars=settings.max_message_chars)
         else:
+            return None
+        if turn is None:
+            st.toast("Type a question first.")
             return None
         streaming = live.start(turn)
     except ChatbotError as exc:
@@ -206,6 +291,7 @@ def start_turn(prompt, retry_clicked, backend, conversation_id):
             st.caption("Your question, so you can copy it:")
             st.code(prompt, language=None)
         return None
+    st.session_state.pop("chat_editing", None)
     if turn.conversation_id != conversation_id:
         open_conversation(turn.conversation_id)
     if prompt is not None:
@@ -237,12 +323,13 @@ except ChatbotError as exc:
 header(backend, conversation)
 
 streaming = live.running(db, actor, conversation_id)  # before the transcript is read: see transcript()
-messages = transcript(conversation, streaming)
-retry_clicked = streaming is None and retry_button(messages)
+if streaming is None and "chat_request" in st.session_state:  # Regenerate, Retry, an edit: drawn as the new turn
+    streaming = start_turn(None, st.session_state.pop("chat_request"), backend, conversation_id)
+transcript(conversation, streaming)
 prompt = st.chat_input("Ask a question about your notes" if backend.engine == "notes" else "Ask a question",
                        key="chat_input", submit_mode="disable")
 if streaming is None:
-    streaming = start_turn(prompt, retry_clicked, backend, conversation_id)
+    streaming = start_turn(prompt, None, backend, conversation_id)
 elif prompt:  # sent while an answer streams (the box is disabled then, but a click can race it)
     st.warning("The last answer is still arriving, so this question was not sent. Send it again once it is done:")
     st.code(prompt, language=None)

@@ -115,15 +115,65 @@ def test_an_engine_that_fails_before_any_token_leaves_one_error_answer(db, users
     assert (conversation.message_count, conversation.last_status) == (2, "error")
 
 
-def test_retry_asks_the_last_question_again_without_saving_it_twice(db, users, langflow):
+def current(db, actor, conversation_id):
+    with db.begin() as session:
+        return [(m.role, m.content, m.status, m.version)
+                for m in store.list_messages(session, actor, conversation_id, current_only=True)]
+
+
+def test_retry_replaces_the_failed_answer_and_keeps_it_as_version_1(db, users, langflow):
     langflow.answer(lambda r: stream_reply(failed_run("down", session_id=r.body["session_id"])))
     turn = chat.ask(db, users["alice"], None, "are you there", client(langflow), max_chars=100)
     list(turn.chunks())
-    retried = chat.retry(db, users["alice"], turn.conversation_id, client(langflow))
+    retried = chat.regenerate(db, users["alice"], turn.conversation_id, client(langflow))
     list(retried.chunks())
+    assert current(db, users["alice"], turn.conversation_id) == [
+        ("user", "are you there", "complete", 1), ("assistant", "are you there", "complete", 2)]
     assert messages(db, users["alice"], turn.conversation_id) == [
         ("user", "are you there", "complete"), ("assistant", "", "error"),
         ("assistant", "are you there", "complete")]
+
+
+def test_regenerate_keeps_every_version_and_feedback_stays_on_its_version(db, users, notes):
+    alice = users["alice"]
+    turn = chat.ask(db, alice, None, "How do I vacuum?", notes, max_chars=100)
+    list(turn.chunks())
+    with db.begin() as session:
+        store.set_feedback(session, alice, turn.message_id, score=0, comment="too short")
+    for _ in range(2):
+        again = chat.regenerate(db, alice, turn.conversation_id, notes)
+        list(again.chunks())
+    assert [m[3] for m in current(db, alice, turn.conversation_id)] == [1, 3]
+    with db.begin() as session:
+        first, asked = store.answer_version(session, alice, again.message_id, 1)
+        feedback = store.feedback_for(session, alice, [first.id, again.message_id])
+    assert (first.id, asked.content) == (turn.message_id, "How do I vacuum?")
+    assert {k: (f.score, f.comment) for k, f in feedback.items()} == {turn.message_id: (0, "too short")}
+
+
+def test_an_edited_question_gets_a_new_answer_and_the_old_turn_is_kept(db, users, langflow):
+    alice = users["alice"]
+    turn = chat.ask(db, alice, None, "whta is SQL", client(langflow), max_chars=100)
+    list(turn.chunks())
+    edited = chat.edit(db, alice, turn.conversation_id, "what is SQL", client(langflow), max_chars=100)
+    assert current(db, alice, turn.conversation_id)[-1][:3] == ("assistant", "", "interrupted")
+    list(edited.chunks())
+    assert current(db, alice, turn.conversation_id) == [
+        ("user", "what is SQL", "complete", 2), ("assistant", "what is SQL", "complete", 2)]
+    with db.begin() as session:
+        old, asked = store.answer_version(session, alice, edited.message_id, 1)
+    assert (old.content, asked.content) == ("whta is SQL", "whta is SQL")
+
+
+def test_an_empty_or_too_long_edit_changes_nothing(db, users, notes):
+    alice = users["alice"]
+    turn = chat.ask(db, alice, None, "How do I vacuum?", notes, max_chars=100)
+    list(turn.chunks())
+    before = messages(db, alice, turn.conversation_id)
+    assert chat.edit(db, alice, turn.conversation_id, "  ", notes, max_chars=100) is None
+    with pytest.raises(InputError, match="limit is 100"):
+        chat.edit(db, alice, turn.conversation_id, "x" * 101, notes, max_chars=100)
+    assert messages(db, alice, turn.conversation_id) == before
 
 
 def test_empty_and_whitespace_questions_are_ignored(db, users, notes):

@@ -15,6 +15,7 @@ from tests.replay_server import (
     flow_error_detail,
     json_reply,
     stream_reply,
+    streamed_run,
 )
 
 
@@ -64,9 +65,11 @@ def test_a_failing_flow_shows_an_error_keeps_the_question_and_retry_works(app_db
     assert len(at.feedback) == 0  # nothing to rate
     at.button(key="chat_retry").click().run()
     assert not at.exception
-    assert [(m.role, m.status) for m in saved(app_db, "root")] == [
-        ("user", "complete"), ("assistant", "error"), ("assistant", "complete")]
+    assert [(m.role, m.status, m.version, m.current) for m in saved(app_db, "root")] == [
+        ("user", "complete", 1, True), ("assistant", "error", 1, False), ("assistant", "complete", 2, True)]
     assert [b for b in at.button if b.key == "chat_retry"] == []
+    assert len(at.error) == 0  # the failed bubble is replaced, not repeated
+    assert "2 / 2" in [c.value for c in at.caption]
 
 
 def test_an_analyst_sees_what_to_do_and_not_the_technical_cause(app_db, replay_langflow):
@@ -171,3 +174,77 @@ def test_pressing_enter_in_the_title_renames_the_chat(app_db):
     [conversation] = [k for k in (t.key for t in at.text_input) if k and k.startswith("chat_title_") and k != "chat_title_search"]
     at.text_input(key=conversation).input("Vacuum notes").run()
     assert "Vacuum notes" in [shown(b.label) for b in at.sidebar.button]
+
+
+def answers(*texts_in_order):
+    """Langflow answers, one per request, each streamed in two tokens."""
+    return [lambda r, t=t: stream_reply(streamed_run([t[:3], t[3:]], session_id=r.body["session_id"])) for t in texts_in_order]
+
+
+def test_regenerate_shows_the_new_version_and_pages_back_to_the_first(app_db, replay_langflow):
+    replay_langflow.answer(*answers("first answer", "second answer"))
+    at = ask(logged_in(), "Tell me something")
+    at.feedback[0].set_value(1).run()
+    at.button(key="chat_regenerate").click().run()
+    assert not at.exception
+    first, second = (m for m in saved(app_db) if m.role == "assistant")
+    assert (first.content, first.version, second.content, second.version) == ("first answer", 1, "second answer", 2)
+    assert "second answer" in texts(at) and "first answer" not in texts(at)
+    assert "2 / 2" in [c.value for c in at.caption]
+    assert at.feedback[0].value is None  # the new version is not rated yet
+    at.button(key=f"chat_ver_prev_{first.id}").click().run()
+    assert "first answer" in texts(at) and "second answer" not in texts(at)
+    assert "1 / 2" in [c.value for c in at.caption]
+    assert at.feedback[0].value == 1  # the rating stays with the version it was given to
+
+
+def test_an_edited_question_is_answered_and_the_first_wording_is_kept(app_db, replay_langflow):
+    at = ask(logged_in(), "whta is a window function")
+    question = saved(app_db)[0]
+    at.button(key="chat_edit").click().run()
+    at.text_area(key=f"chat_edit_{question.id}").input("what is a window function").run()
+    at.button(key="chat_edit_send").click().run()
+    assert not at.exception
+    assert [(m.role, m.content, m.version, m.current) for m in saved(app_db)] == [
+        ("user", "whta is a window function", 1, False), ("assistant", "whta is a window function", 1, False),
+        ("user", "what is a window function", 2, True), ("assistant", "what is a window function", 2, True)]
+    assert "whta" not in texts(at) and "2 / 2" in [c.value for c in at.caption]
+    assert [t for t in at.text_area if t.key.startswith("chat_edit_")] == []  # the box closed
+    at.button(key=f"chat_ver_prev_{saved(app_db)[1].id}").click().run()
+    assert "whta is a window function" in texts(at)
+
+
+def test_an_edit_after_paging_back_shows_the_new_answer_not_the_paged_one(app_db, replay_langflow):
+    replay_langflow.answer(*answers("first answer", "second answer", "edited answer"))
+    at = ask(logged_in(), "Tell me something")
+    at.button(key="chat_regenerate").click().run()
+    first = next(m for m in saved(app_db) if m.role == "assistant")
+    at.button(key=f"chat_ver_prev_{first.id}").click().run()
+    at.button(key=f"chat_ver_next_{first.id}").click().run()  # back at 2 / 2, as the analyst paged it
+    question = saved(app_db)[0]
+    at.button(key="chat_edit").click().run()
+    at.text_area(key=f"chat_edit_{question.id}").input("Tell me something else").run()
+    at.button(key="chat_edit_send").click().run()
+    assert not at.exception
+    assert "edited answer" in texts(at) and "first answer" not in texts(at)
+    assert "Tell me something else" in texts(at)
+    assert "3 / 3" in [c.value for c in at.caption]
+
+
+def test_a_too_long_edit_is_refused_and_the_edited_text_stays_in_the_box(app_db, replay_langflow, monkeypatch):
+    at = ask(logged_in(), "short one")
+    monkeypatch.setenv("MAX_MESSAGE_CHARS", "12")
+    question = saved(app_db)[0]
+    at.button(key="chat_edit").click().run()
+    at.text_area(key=f"chat_edit_{question.id}").input("a much longer question").run()
+    at.button(key="chat_edit_send").click().run()
+    assert any("the limit is 12" in e.value for e in at.error)
+    assert at.text_area(key=f"chat_edit_{question.id}").value == "a much longer question"
+    assert len(saved(app_db)) == 2
+
+
+def test_copy_offers_the_markdown_source_of_the_question_and_the_answer(app_db):
+    at = ask(logged_in(), "What is a **window** function?")
+    answer = saved(app_db)[-1]
+    codes = [c.value for c in at.code]
+    assert "What is a **window** function?" in codes and answer.content in codes

@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from chatbot import db as database
 from chatbot import history, store
 from chatbot.errors import InputError, NotFoundError
 from chatbot.history import HistoryFilter
@@ -83,7 +84,10 @@ def test_another_users_conversation_is_not_found_by_any_function(db, users):
         lambda s: store.rename_conversation(s, bob, cid, "mine now"),
         lambda s: store.delete_conversation(s, bob, cid),
         lambda s: store.purge_conversation(s, bob, cid),
-        lambda s: store.last_question(s, bob, cid),
+        lambda s: store.last_turn(s, bob, cid),
+        lambda s: store.begin_answer(s, bob, answer.id - 1),
+        lambda s: store.edit_question(s, bob, cid, "mine now"),
+        lambda s: store.answer_version(s, bob, answer.id, 1),
         lambda s: store.set_feedback(s, bob, answer.id, score=0),
         lambda s: store.update_answer(s, bob, answer.id, content="rewritten", status="complete"),
     ]
@@ -305,3 +309,36 @@ def test_conversation_titles_are_searched_in_any_case_and_wildcards_are_text(db,
         assert [c.title for c in store.list_conversations(session, alice, title_search="100%")] == ["sales_2024 100% done"]
         assert store.list_conversations(session, alice, title_search="s_l") == []  # "_" is no wildcard
         assert [c.title for c in store.list_conversations(session, alice, limit=1)] == ["Churn"]
+
+
+def test_versions_migration_makes_earlier_retries_versions_of_one_turn(engine, db, users):
+    """Before 0006 a Retry appended a second answer after the failed one."""
+    alice = users["alice"]
+    cid = start(db, alice, "q1")
+    with db.begin() as session:
+        for content, status in (("", "error"), ("a1", "complete")):
+            store.append_message(session, alice, cid, role="assistant", content=content, status=status)
+        store.append_message(session, alice, cid, role="user", content="q2")
+        store.append_message(session, alice, cid, role="assistant", content="a2")
+    database.downgrade(engine, "0005")
+    database.migrate(engine)
+    with db.begin() as session:
+        rows = [(m.role, m.content, m.version, m.current) for m in store.list_messages(session, alice, cid)]
+        shown = [m.content for m in store.list_messages(session, alice, cid, current_only=True)]
+        question, answer = store.last_turn(session, alice, cid)
+        first, asked = store.answer_version(session, alice, store.list_messages(session, alice, cid)[2].id, 1)
+    assert rows == [("user", "q1", 1, True), ("assistant", "", 1, False), ("assistant", "a1", 2, True),
+                    ("user", "q2", 1, True), ("assistant", "a2", 1, True)]
+    assert shown == ["q1", "a1", "q2", "a2"]
+    assert (question.content, answer.content) == ("q2", "a2")
+    assert (first.status, asked.content) == ("error", "q1")
+
+
+def test_a_question_without_an_answer_gets_version_1(db, users):
+    alice = users["alice"]
+    cid = start(db, alice, "q1")
+    with db.begin() as session:
+        question, answer = store.last_turn(session, alice, cid)
+        assert answer is None
+        begun = store.begin_answer(session, alice, question.id)
+        assert (begun.version, begun.version_of, begun.reply_to, begun.status) == (1, None, question.id, "interrupted")

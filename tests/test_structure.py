@@ -27,6 +27,9 @@ def test_outside_text_reaches_html_only_through_the_sanitizer():
     """Only ui.py passes HTML to Streamlit, and only what chatbot.render.safe_html made."""
     for source in [*(ROOT / "pages").glob("*.py"), ROOT / "app.py"]:
         assert "unsafe_allow_html" not in source.read_text(), source
+        assert "unsafe_allow_javascript" not in source.read_text(), source
     for line in (ROOT / "ui.py").read_text().splitlines():
         if "unsafe_allow_html" in line:
             assert re.search(r"st\.markdown\((safe|live)_html\(.*\), unsafe_allow_html=True\)", line), line
+        if "unsafe_allow_javascript" in line:  # only the app's own script file, whose hash the CSP allows
+            assert re.search(r"st\.html\(f\"<script>\{CLOSE_SIDEBAR\}</script>.*\{int\(nonce\)\}.*unsafe_allow_javascript=True\)", line), line

@@ -176,12 +176,25 @@ def test_a_dark_preference_on_a_phone_gives_a_dark_page_that_fits_the_screen(bro
     context.set_default_timeout(20_000)
     try:
         page = context.new_page()
-        login(page, "alice", base_url=server.base_url)  # the sidebar is closed at this width
+        refused = []
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        page.goto(server.base_url)
+        expect(page.get_by_test_id("stHeaderLogo")).to_be_visible()  # the app's name on the login page
+        login(page, "alice")  # the sidebar is closed at this width
         ask(page, "What about " + "x" * 300 + " vacuum?")
         red, green, blue = map(int, re.findall(r"\d+", page.evaluate(
             "() => getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor"))[:3])
         assert (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255 < 0.3, "the page is not dark"
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+
+        for pick in (lambda: sidebar(page).get_by_role("button", name="New chat"),
+                     lambda: sidebar(page).get_by_role("button", name=re.compile("^What about"))):
+            page.get_by_test_id("stExpandSidebarButton").click()
+            expect(sidebar(page)).to_be_in_viewport()
+            pick().click()
+            expect(sidebar(page)).not_to_be_in_viewport()  # closed after the pick, as on st.navigation
+        expect(messages(page)).to_have_count(2)  # the picked conversation is open
+        assert refused == []
     finally:
         context.close()
         server.stop()

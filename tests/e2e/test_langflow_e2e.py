@@ -127,8 +127,9 @@ def test_a_model_stream_cut_mid_answer_shows_an_error_and_the_question_survives_
     model_stub.configure(cut_after=None, token_delay=0.0)
     settle(page)  # the reload logs in again by cookie, and that rerun can swallow a click
     page.get_by_role("button", name="Retry").click()
-    expect(messages(page)).to_have_count(3)
     expect(messages(page).last).to_contain_text(" ".join(WORDS))
+    expect(messages(page)).to_have_count(2)  # the failed answer is replaced, and kept as version 1
+    expect(messages(page).last.get_by_text("2 / 2")).to_be_visible()
     expect(messages(page).last.get_by_test_id("stFeedback")).to_be_visible()
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
     assert "Traceback" not in langflow_app.log_path.read_text()
@@ -164,16 +165,22 @@ def test_the_first_question_after_login_is_answered_in_full(browser: Browser, la
         expect(messages(page).nth(1).get_by_test_id("stAlert")).to_have_count(0)
 
 
-def test_stop_keeps_the_partial_answer_as_stopped_and_cancels_the_run(page: Page, langflow_app: AppServer, model_stub):
-    """Issue #14: Stop under a streaming answer ends it, saves what had arrived, and Langflow's run ends."""
+def ask_and_stop(page: Page, model_stub, question: str):
+    """Ask a slow streaming flow and press Stop once the second word shows; the answer's bubble."""
     model_stub.configure(answer=" ".join(WORDS), token_delay=0.3)
     box = page.get_by_placeholder(QUESTION_BOX)
-    box.fill("Count to thirty, very slowly.")
+    box.fill(question)
     box.press("Enter")
     answer = messages(page).nth(1)
     expect(answer).to_contain_text(WORDS[1], timeout=60_000)
     answer.get_by_role("button", name="Stop").click()
     expect(answer).to_contain_text("You stopped this answer.")
+    return answer
+
+
+def test_stop_keeps_the_partial_answer_as_stopped_and_cancels_the_run(page: Page, langflow_app: AppServer, model_stub):
+    """Issue #14: Stop under a streaming answer ends it, saves what had arrived, and Langflow's run ends."""
+    answer = ask_and_stop(page, model_stub, "Count to thirty, very slowly.")
     shown = answer.inner_text()
     assert WORDS[-1] not in shown
     [(status, content)] = stored_answers(langflow_app)[-1:]
@@ -185,8 +192,54 @@ def test_stop_keeps_the_partial_answer_as_stopped_and_cancels_the_run(page: Page
 
     page.reload()
     expect(messages(page).nth(1)).to_contain_text("You stopped this answer.")
-    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
     assert_no_traceback(page)
+
+
+def test_regenerate_and_edit_keep_every_version_and_copy_gives_the_source(
+    page: Page, langflow_app: AppServer, model_stub
+):
+    """Issue #14, as an analyst: a stopped answer regenerated shows 2 / 2 and pages back to the
+    stopped version; an edited question gets a new answer with the old turn kept; Copy copies."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    answer = ask_and_stop(page, model_stub, "Count to thirty, then again.")
+
+    model_stub.configure(answer="**Regenerated** in full.", token_delay=0.01)
+    page.get_by_role("button", name="Regenerate").click()
+    expect(answer.get_by_text("2 / 2")).to_be_visible(timeout=60_000)
+    expect(answer).to_contain_text("Regenerated in full.")
+    expect(answer).not_to_contain_text("You stopped this answer.")
+    answer.get_by_role("button", name="‹").click()
+    expect(answer.get_by_text("1 / 2")).to_be_visible()
+    expect(answer).to_contain_text("You stopped this answer.")
+    answer.get_by_role("button", name="›").click()
+    expect(answer.get_by_text("2 / 2")).to_be_visible()
+
+    answer.get_by_role("button", name="Copy").click()
+    page.get_by_test_id("stPopoverBody").get_by_test_id("stCode").hover()  # its copy button shows on hover
+    page.get_by_test_id("stPopoverBody").get_by_role("button", name="Copy to clipboard").click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == "**Regenerated** in full."
+    page.keyboard.press("Escape")
+
+    model_stub.configure(answer="An answer to the edit.", token_delay=0.01)
+    messages(page).nth(0).get_by_role("button", name="Edit").click()
+    page.get_by_label("Edit your question").fill("Count to three instead.")
+    page.get_by_role("button", name="Save and send").click()
+    expect(messages(page).nth(1).get_by_text("3 / 3")).to_be_visible(timeout=60_000)
+    expect(messages(page).nth(0)).to_contain_text("Count to three instead.")
+    expect(messages(page).nth(1)).to_contain_text("An answer to the edit.")
+    messages(page).nth(1).get_by_role("button", name="‹").click()
+    expect(messages(page).nth(0)).to_contain_text("Count to thirty, then again.")
+    expect(messages(page)).to_have_count(2)  # versions page in place; no bubble is repeated
+    assert stored_versions(langflow_app)[-3:] == [
+        ("stopped", 1, 0), ("complete", 2, 0), ("complete", 3, 1)]
+    assert_no_traceback(page)
+
+
+def stored_versions(server: AppServer) -> list[tuple[str, int, int]]:
+    """(status, version, current) of every answer, oldest first."""
+    with sqlite3.connect(server.env["DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT status, version, current FROM messages WHERE role = 'assistant' ORDER BY id").fetchall()
 
 
 def test_an_answer_streaming_while_the_user_clicks_elsewhere_is_kept_whole(page: Page, langflow_app: AppServer, model_stub):

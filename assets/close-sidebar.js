@@ -1,0 +1,1 @@
+if (window.innerWidth <= 768) { document.querySelector("[data-testid=stSidebarCollapseButton] button")?.click(); }
