@@ -53,9 +53,11 @@ PARQUET_SCHEMA = pa.schema(
         ("username", pa.string()),
         ("message_id", pa.int64()),
         ("role", pa.string()),  # "user" or "assistant"
+        ("version", pa.int64()),  # of the turn: regenerate and edit add versions 2, 3, …
+        ("current", pa.bool_()),  # the version the chat shows; false for the earlier ones
         ("content", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
-        ("status", pa.string()),  # "complete", "error" or "interrupted"
+        ("status", pa.string()),  # "complete", "error", "interrupted" or "stopped"
         ("error", pa.string()),
         ("latency_ms", pa.int64()),
         ("ttft_ms", pa.int64()),
@@ -69,6 +71,7 @@ PARQUET_SCHEMA = pa.schema(
 )
 EXPORT_COLUMNS = PARQUET_SCHEMA.names  # the columns of every chunk and every format, in order
 INTEGER_COLUMNS = frozenset(field.name for field in PARQUET_SCHEMA if pa.types.is_integer(field.type))
+BOOLEAN_COLUMNS = frozenset(field.name for field in PARQUET_SCHEMA if pa.types.is_boolean(field.type))
 TIME_COLUMN = "created_at"
 
 EXCEL_MAX_ROWS = 1_048_575  # 1,048,576 rows per sheet, less the header
@@ -76,7 +79,7 @@ EXCEL_MAX_CELL_CHARS = 32_767
 _EXCEL_TRUNCATED = "… [cut: an Excel cell holds 32,767 characters; export CSV or Parquet for the full text]"
 _EXCEL_WIDTHS = {
     "conversation_id": 36, "conversation_title": 30, "username": 16, "message_id": 11,
-    "role": 10, "content": 80, "created_at": 20, "status": 11, "error": 40,
+    "role": 10, "version": 9, "current": 9, "content": 80, "created_at": 20, "status": 11, "error": 40,
     "latency_ms": 11, "ttft_ms": 10, "engine": 10, "flow_id": 36, "input_tokens": 13,
     "output_tokens": 14, "feedback_score": 15, "feedback_comment": 40,
 }  # fmt: skip
@@ -280,11 +283,13 @@ def _conversation_frame(title: str, messages: list[dict]) -> pd.DataFrame:
 
 
 def _plain_values(name: str, column: pd.Series) -> list:
-    """Python values: str, int or None; ``created_at`` as ISO 8601 text."""
+    """Python values: str, int, bool or None; ``created_at`` as ISO 8601 text."""
     if name == TIME_COLUMN:
         return _iso_times(column)
     if name in INTEGER_COLUMNS:
         column = column.astype("Int64")
+    elif name in BOOLEAN_COLUMNS:
+        column = column.astype("boolean")
     return column.to_numpy(dtype=object, na_value=None).tolist()
 
 
@@ -331,6 +336,7 @@ def _arrow_table(chunk: pd.DataFrame) -> pa.Table:
     typed = chunk.assign(
         **{TIME_COLUMN: _utc_times(chunk[TIME_COLUMN])},
         **{name: chunk[name].astype("Int64") for name in INTEGER_COLUMNS},
+        **{name: chunk[name].astype("boolean") for name in BOOLEAN_COLUMNS},
     )
     return pa.Table.from_pandas(typed, schema=PARQUET_SCHEMA, preserve_index=False)
 
@@ -356,6 +362,8 @@ def _write_sheet_rows(sheet: Worksheet, batches: Iterable[pd.DataFrame], date_fo
                     sheet.write_datetime(rows, col, value, date_format)
                 elif name in INTEGER_COLUMNS:
                     sheet.write_number(rows, col, value)
+                elif name in BOOLEAN_COLUMNS:
+                    sheet.write_boolean(rows, col, value)
                 else:
                     sheet.write_string(rows, col, value)
     return rows
@@ -366,7 +374,7 @@ def _excel_values(name: str, column: pd.Series) -> list:
         naive_utc = _utc_times(column).dt.tz_localize(None)
         return naive_utc.to_numpy(dtype=object, na_value=None).tolist()
     values = _plain_values(name, column)
-    if name in INTEGER_COLUMNS:
+    if name in INTEGER_COLUMNS or name in BOOLEAN_COLUMNS:
         return values
     return [None if value is None else _excel_text(value) for value in values]
 
@@ -412,6 +420,8 @@ def _markdown_message(message: dict) -> str:
         header.append(_display_time(message["created_at"]))
     if role != "user" and message["status"]:
         header.append(message["status"])
+    if (message["version"] or 1) > 1 or message["current"] is False:
+        header.append(f"version {message['version']}" + ("" if message["current"] is not False else ", replaced"))
     content = message["content"] or ""
     lines = [" · ".join(header), "", content]
     fence = _unclosed_fence(content)

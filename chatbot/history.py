@@ -406,6 +406,8 @@ class TranscriptMessage:
 
     id: int
     role: str
+    version: int
+    current: bool
     content: str
     created_at: dt.datetime
     status: str
@@ -498,7 +500,7 @@ def _export_query(dialect: str, actor: Actor, filters: HistoryFilter):
     return (
         select(
             Conversation.id, Conversation.title, User.username, Message.id, Message.role,
-            Message.content, created_at, Message.status, Message.error, Message.latency_ms,
+            Message.version, Message.current, Message.content, created_at, Message.status, Message.error, Message.latency_ms,
             Message.ttft_ms, Message.engine, Message.flow_id, Message.input_tokens,
             Message.output_tokens, Feedback.score, Feedback.comment,
         )

@@ -162,6 +162,8 @@ def message_details(m: history.TranscriptMessage) -> str:
     parts = [m.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")]
     if m.role == "assistant":
         parts += [ui.message_caption(m), m.status]
+    if m.version > 1 or not m.current:  # regenerated or edited: every version is kept
+        parts.append(f"version {m.version}" + ("" if m.current else " (replaced by a later one)"))
     if m.feedback_score is not None:
         comment = " ".join((m.feedback_comment or "").split())
         parts.append(FEEDBACK_LABELS["up" if m.feedback_score else "down"] + (f" “{comment}”" if comment else ""))

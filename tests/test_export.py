@@ -46,6 +46,8 @@ def message(**fields) -> dict:
         "username": "alice",
         "message_id": 1,
         "role": "user",
+        "version": 1,
+        "current": True,
         "content": "What were Q3 sales?",
         "created_at": T0,
         "status": "complete",
@@ -115,8 +117,8 @@ def excel_decoded(raw: str) -> str:
 
 def test_export_columns_are_the_documented_list():
     assert EXPORT_COLUMNS == [
-        "conversation_id", "conversation_title", "username", "message_id", "role", "content",
-        "created_at", "status", "error", "latency_ms", "ttft_ms", "engine", "flow_id",
+        "conversation_id", "conversation_title", "username", "message_id", "role", "version", "current",
+        "content", "created_at", "status", "error", "latency_ms", "ttft_ms", "engine", "flow_id",
         "input_tokens", "output_tokens", "feedback_score", "feedback_comment",
     ]  # fmt: skip
 
@@ -198,7 +200,7 @@ def test_csv_round_trips_rows_and_columns(tmp_path):
 
     assert list(table.columns) == EXPORT_COLUMNS
     assert table.iloc[1].tolist() == [
-        "c-1", "Quarterly numbers", "alice", "2", "assistant", "Q3 sales were **1.2M**.",
+        "c-1", "Quarterly numbers", "alice", "2", "assistant", "1", "true", "Q3 sales were **1.2M**.",
         "2024-05-01T12:00:04.250000Z", "complete", "", "4250", "300", "langflow", "flow-9",
         "12", "7", "1", "spot on",
     ]  # fmt: skip
@@ -241,7 +243,7 @@ def test_csv_quotes_text_so_an_empty_string_differs_from_a_missing_value(tmp_pat
 
     line = path.read_bytes().split(b"\r\n", 1)[1]
 
-    assert line.startswith(b'"c-1","say ""hi"", then\r\nleave","alice",1,"user","",')
+    assert line.startswith(b'"c-1","say ""hi"", then\r\nleave","alice",1,"user",1,true,"",')
     assert read_csv(path).iloc[0][["content", "error"]].tolist() == ["", ""]
 
 
@@ -263,7 +265,7 @@ def test_xlsx_round_trips_rows_and_columns(tmp_path):
 
     assert rows[0] == EXPORT_COLUMNS
     assert rows[2] == [
-        "c-1", "Quarterly numbers", "alice", 2, "assistant", "Q3 sales were **1.2M**.",
+        "c-1", "Quarterly numbers", "alice", 2, "assistant", 1, True, "Q3 sales were **1.2M**.",
         dt.datetime(2024, 5, 1, 12, 0, 4, 250_000), "complete", None, 4250, 300, "langflow",
         "flow-9", 12, 7, 1, "spot on",
     ]  # fmt: skip
@@ -284,13 +286,13 @@ def test_xlsx_header_is_bold_and_frozen_with_sensible_widths(tmp_path):
     assert [row[0] for row in excel_rows(path)].count("conversation_id") == 1
 
 
-def test_xlsx_cells_are_only_text_numbers_and_dates(tmp_path):
+def test_xlsx_cells_are_only_text_numbers_booleans_and_dates(tmp_path):
     path = tmp_path / "messages.xlsx"
     write(export_xlsx, [frame(*ROWS, message(content="=1+1", error='=HYPERLINK("http://x")'))], path)
 
     cells = [cell for row in openpyxl.load_workbook(path).active.iter_rows() for cell in row]
 
-    assert {cell.data_type for cell in cells} == {"s", "n", "d"}
+    assert {cell.data_type for cell in cells} == {"s", "n", "b", "d"}
 
 
 @pytest.mark.parametrize("value", FORMULAS)
@@ -299,7 +301,7 @@ def test_xlsx_neutralizes_formula_cells(value, tmp_path):
     write(export_xlsx, [frame(message(content=value, conversation_title=value))], path)
 
     sheet = openpyxl.load_workbook(path).active
-    content, title = sheet["F2"], sheet["B2"]
+    content, title = sheet["H2"], sheet["B2"]
 
     assert content.data_type == "s" and title.data_type == "s"
     assert excel_decoded(content.value) == excel_decoded(title.value) == "'" + value
@@ -310,7 +312,7 @@ def test_xlsx_keeps_unicode_and_drops_only_what_xml_forbids(tmp_path):
     text = "a\x00b\x0bc\x1fd\ufffee\uffff|tab\tnewline\ncr\r|_x0041_|" + UNICODE
     write(export_xlsx, [frame(message(content=text))], path)
 
-    cell = openpyxl.load_workbook(path).active["F2"].value
+    cell = openpyxl.load_workbook(path).active["H2"].value
 
     assert excel_decoded(cell) == "abcde|tab\tnewline\ncr\r|_x0041_|" + UNICODE.replace("\x00", "").replace(
         "\x01\x1f", ""
@@ -321,7 +323,7 @@ def test_xlsx_neutralizes_after_dropping_forbidden_characters(tmp_path):
     path = tmp_path / "messages.xlsx"
     write(export_xlsx, [frame(message(content="\x00=SUM(A1)"))], path)
 
-    assert openpyxl.load_workbook(path).active["F2"].value == "'=SUM(A1)"
+    assert openpyxl.load_workbook(path).active["H2"].value == "'=SUM(A1)"
 
 
 def test_xlsx_refuses_more_rows_than_excel_holds(tmp_path, monkeypatch):
@@ -338,7 +340,7 @@ def test_xlsx_cuts_text_longer_than_a_cell_holds_and_says_so(tmp_path):
     path = tmp_path / "messages.xlsx"
     write(export_xlsx, [frame(message(content="😀" * 20_000))], path)
 
-    cell = openpyxl.load_workbook(path).active["F2"].value
+    cell = openpyxl.load_workbook(path).active["H2"].value
 
     assert len(cell.encode("utf-16-le")) // 2 <= 32_767
     assert cell.startswith("😀" * 16_300) and cell.endswith("export CSV or Parquet for the full text]")
@@ -553,6 +555,8 @@ def rows_of(text_strategy):
             "username": text_strategy,
             "message_id": st.integers(min_value=0, max_value=2**53),
             "role": st.sampled_from(["user", "assistant"]),
+            "version": st.integers(min_value=1, max_value=2**31),
+            "current": st.booleans(),
             "content": text_strategy,
             "created_at": times,
             "status": st.sampled_from(["complete", "error", "interrupted"]),
@@ -590,7 +594,9 @@ def test_any_unicode_round_trips_through_json_and_parquet(rows, tmp_path):
     assert from_parquet == rows
 
 
-TEXT_COLUMNS = [name for name in EXPORT_COLUMNS if name not in export.INTEGER_COLUMNS | {"created_at"}]
+TEXT_COLUMNS = [
+    name for name in EXPORT_COLUMNS if name not in export.INTEGER_COLUMNS | export.BOOLEAN_COLUMNS | {"created_at"}
+]
 
 
 @PROPERTY

@@ -451,11 +451,29 @@ def test_export_row_carries_message_details_and_owner_feedback(db, users, seeded
     answer = {name: None if pd.isna(value) else value for name, value in frame.iloc[3].items()}
     assert answer | {"message_id": 0} == {
         "conversation_id": str(seeded["churn"]), "conversation_title": "Churn dashboard",
-        "username": "alice", "message_id": 0, "role": "assistant", "content": "Churn is 4% in the north.",
+        "username": "alice", "message_id": 0, "role": "assistant", "version": 1, "current": True,
+        "content": "Churn is 4% in the north.",
         "created_at": pd.Timestamp("2024-05-03 09:03", tz="UTC"), "status": "complete", "error": None,
         "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9",
         "input_tokens": None, "output_tokens": None, "feedback_score": 0, "feedback_comment": "wrong region",
     }
+
+
+def test_every_version_of_a_regenerated_answer_is_exported_with_its_number(db, users):
+    alice = users["alice"]
+    with db.begin() as session:
+        conversation = store.create_conversation(session, alice, title="Versions")
+        question = store.append_message(session, alice, conversation.id, role="user", content="q")
+        for text in ("first try", "second try"):
+            answer = store.begin_answer(session, alice, question.id)
+            store.update_answer(session, alice, answer.id, content=text, status="complete")
+    frame = export_frame(db, alice)
+    assert frame[["role", "content", "version", "current"]].values.tolist() == [
+        ["user", "q", 1, True], ["assistant", "first try", 1, False], ["assistant", "second try", 2, True]]
+    with db.begin() as session:
+        markdown = history.transcript(session, alice, conversation.id).markdown()
+    assert "complete · version 1, replaced\n\nfirst try" in markdown
+    assert "complete · version 2\n\nsecond try" in markdown
 
 
 def test_export_keeps_times_to_the_microsecond(db, users, clock):

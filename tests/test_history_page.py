@@ -174,6 +174,21 @@ def test_a_failed_answer_tells_the_analyst_what_to_do_in_the_transcript(users, c
     assert any(c.endswith("· error") for c in captions(at))
 
 
+def test_a_retried_answer_shows_both_versions_in_the_transcript(page_db, users, chats):
+    alice = users["alice"]
+    with page_db.begin() as session:
+        conversation = store.create_conversation(session, alice, title="Retried")
+        question = store.append_message(session, alice, conversation.id, role="user", content="Churn?")
+        for status, text in (("error", ""), ("complete", "Churn is 4%.")):
+            answer = store.begin_answer(session, alice, question.id)
+            store.update_answer(session, alice, answer.id, content=text, status=status, error="timed out")
+    at = open_page(alice)
+    at = select_row(at, table(at).index("Retried"))
+    details = [c for c in captions(at) if "version" in c]
+    assert [d.rsplit(" · ", 2)[-2:] for d in details] == [
+        ["error", "version 1 (replaced by a later one)"], ["complete", "version 2"]]
+
+
 def test_analyst_deletes_a_conversation_after_confirming(page_db, users, chats):
     at = select_row(open_page(users["alice"]), 1)
     at.button(key="history_delete").click()
