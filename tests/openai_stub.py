@@ -27,6 +27,13 @@ class Behaviour:
     html: bool = False  # answer with an HTML error page (like a proxy in front of the model)
     html_status: int = 502
     send_usage: bool = True  # usage in the body / in the final chunk when asked for
+    # Tool calls, as an OpenAI model makes them, when the request offers ``tools``: ``(name, arguments)``
+    # calls that tool; ``call_tools=True`` calls the first tool offered, each required string argument
+    # set to the user's last message. Once a ``role: "tool"`` message follows the last user message,
+    # the stub answers with ``tool_answer``, where ``{tool_output}`` stands for that tool message.
+    tool_call: tuple[str, dict] | None = None
+    call_tools: bool = False
+    tool_answer: str = "The tool said: {tool_output}"
 
 
 @dataclass
@@ -77,10 +84,52 @@ class OpenAIStub:
 def answer_words(behaviour: Behaviour, messages: list[dict], model: str | None = None) -> list[str]:
     """The answer split into tokens: words, each but the first with its leading space."""
     text = behaviour.answers.get(model or "", behaviour.answer)
-    if text is None:
+    output = tool_output(messages)
+    if output is not None:
+        text = behaviour.tool_answer.replace("{tool_output}", output)
+    elif text is None:
         text = f"You said: {_last_user_text(messages)}"
     words = text.split(" ")
     return [words[0], *(" " + word for word in words[1:])]
+
+
+def tool_call_for(behaviour: Behaviour, body: dict) -> dict | None:
+    """The tool call to answer with, ``{"id", "type", "function": {"name", "arguments"}}``, or None.
+
+    None when the request offers no tools, when the behaviour calls none, or when the tool's
+    answer is already there (a ``tool`` message after the last user message).
+    """
+    tools = body.get("tools") or []
+    if not tools or tool_output(body.get("messages", [])) is not None:
+        return None
+    if behaviour.tool_call is not None:
+        name, arguments = behaviour.tool_call
+    elif behaviour.call_tools:
+        function = tools[0].get("function", {})
+        name, arguments = function.get("name", ""), _default_arguments(function, body.get("messages", []))
+    else:
+        return None
+    call = {"name": name, "arguments": json.dumps(arguments)}
+    return {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": call}
+
+
+def _default_arguments(function: dict, messages: list[dict]) -> dict:
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    names = schema.get("required") or list(properties)
+    wanted = [name for name in names if properties.get(name, {}).get("type", "string") == "string"]
+    return {name: _last_user_text(messages) for name in wanted}
+
+
+def tool_output(messages: list[dict]) -> str | None:
+    """The content of the last ``tool`` message after the last user message, if any."""
+    found = None
+    for message in messages:
+        if message.get("role") == "user":
+            found = None
+        elif message.get("role") == "tool":
+            found = _content_text(message)
+    return found
 
 
 def _last_user_text(messages: list[dict]) -> str:
@@ -126,8 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.stub.requests.append(body)
         behaviour = self.stub.behaviour  # one snapshot per request
+        call = tool_call_for(behaviour, body)
         if behaviour.html:
             self._send_html(behaviour.html_status)
+        elif call is not None and body.get("stream"):
+            self._stream_tool_call(body, behaviour, call)
+        elif call is not None:
+            self._complete_tool_call(body, behaviour, call)
         elif body.get("stream"):
             self._stream(body, behaviour)
         else:
@@ -177,6 +231,51 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             log.info("stub: the caller closed the stream")  # Langflow cancelled the run
+            self.stub.closed_early += 1
+
+    def _complete_tool_call(self, body: dict, behaviour: Behaviour, call: dict) -> None:
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        reply = {
+            **_envelope("chat.completion"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        }
+        if behaviour.send_usage:
+            reply["usage"] = usage_for(body.get("messages", []), [call["function"]["arguments"]])
+        self._send_json(200, reply)
+
+    def _stream_tool_call(self, body: dict, behaviour: Behaviour, call: dict) -> None:
+        """OpenAI's chunks for a tool call: the id and name first, then the arguments in pieces."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        envelope = _envelope("chat.completion.chunk")
+        arguments = call["function"]["arguments"]
+        opening = {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        try:
+            self._event(
+                {
+                    **envelope,
+                    "choices": [_delta({"role": "assistant", "content": None, "tool_calls": [opening]})],
+                }
+            )
+            for start in range(0, len(arguments), 8):
+                piece = {"index": 0, "function": {"arguments": arguments[start : start + 8]}}
+                time.sleep(behaviour.token_delay)
+                self._event({**envelope, "choices": [_delta({"tool_calls": [piece]})]})
+            self._event({**envelope, "choices": [_delta({}, finish_reason="tool_calls")]})
+            if behaviour.send_usage and (body.get("stream_options") or {}).get("include_usage"):
+                usage = usage_for(body.get("messages", []), [arguments])
+                self._event({**envelope, "choices": [], "usage": usage})
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("stub: the caller closed the stream")
             self.stub.closed_early += 1
 
     def _event(self, payload: dict) -> None:
