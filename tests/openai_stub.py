@@ -88,7 +88,7 @@ def answer_words(behaviour: Behaviour, messages: list[dict], model: str | None =
     if output is not None:
         text = behaviour.tool_answer.replace("{tool_output}", output)
     elif text is None:
-        text = f"You said: {_last_user_text(messages)}"
+        text = f"You said: {_last_user_text(messages)}{_images_note(messages)}"
     words = text.split(" ")
     return [words[0], *(" " + word for word in words[1:])]
 
@@ -143,10 +143,18 @@ def usage_for(messages: list[dict], words: list[str]) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
 
 
+def _images_note(messages: list[dict]) -> str:
+    """A note like " (with 1 image)" when the user's last message carries images, so a test sees them."""
+    users = [message for message in messages if message.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    count = sum(part.get("type") == "image_url" for part in content) if isinstance(content, list) else 0
+    return f" (with {count} image{'s' if count > 1 else ''})" if count else ""
+
+
 def _content_text(message: dict) -> str:
     content = message.get("content") or ""
-    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-        return " ".join(part.get("text", "") for part in content)
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, {"type": "image_url", ...}]
+        return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
     return str(content)
 
 
