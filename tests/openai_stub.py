@@ -1,12 +1,17 @@
-"""A tiny OpenAI-compatible chat server on 127.0.0.1 that Langflow's model component can call."""
+"""A tiny OpenAI-compatible server (chat, tool calls, embeddings) on 127.0.0.1 for Langflow's model components."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
+import re
+import struct
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -41,7 +46,8 @@ class OpenAIStub:
     """The server plus its behaviour and a log of the requests it received."""
 
     behaviour: Behaviour = field(default_factory=Behaviour)
-    requests: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)  # chat completions
+    embedding_requests: list[dict] = field(default_factory=list)
     closed_early: int = 0  # streams whose caller hung up before the end (Langflow cancelled the run)
     _server: ThreadingHTTPServer | None = None
 
@@ -72,6 +78,7 @@ class OpenAIStub:
         """Back to the default behaviour, with an empty request log."""
         self.behaviour = Behaviour()
         self.requests.clear()
+        self.embedding_requests.clear()
         self.closed_early = 0
 
     def __enter__(self) -> OpenAIStub:
@@ -143,6 +150,39 @@ def usage_for(messages: list[dict], words: list[str]) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
 
 
+EMBEDDING_SIZE = 64
+
+
+def embed(item: str | list[int]) -> list[float]:
+    """A deterministic unit vector: words (or token ids) hashed into ``EMBEDDING_SIZE`` buckets.
+
+    Texts that share words get close vectors, so a knowledge base built on the stub retrieves
+    the chunk that shares the question's words, as a real embedding model would.
+    """
+    vector = [0.0] * EMBEDDING_SIZE
+    units = item if isinstance(item, list) else re.findall(r"\w+", item.lower())
+    for unit in units:
+        vector[zlib.crc32(str(unit).encode()) % EMBEDDING_SIZE] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
+def embeddings_reply(body: dict) -> dict:
+    """OpenAI's ``/v1/embeddings`` answer; ``input`` is a text, texts, or token id lists (tiktoken)."""
+    inputs = body.get("input", [])
+    if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    data = []
+    for index, item in enumerate(inputs):
+        vector = embed(item)
+        if body.get("encoding_format") == "base64":  # what the openai package asks for by default
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(item) if isinstance(item, list) else len(item.split()) for item in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body.get("model", MODEL), "usage": usage}
+
+
 def _images_note(messages: list[dict]) -> str:
     """A note like " (with 1 image)" when the user's last message carries images, so a test sees them."""
     users = [message for message in messages if message.get("role") == "user"]
@@ -178,6 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/") == "/v1/embeddings":
+            self.stub.embedding_requests.append(body)
+            self._send_json(200, embeddings_reply(body))
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send_not_found()
             return
