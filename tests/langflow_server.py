@@ -45,6 +45,7 @@ DEFAULT_VENV = Path.home() / ".cache" / "chatbot-test" / f"langflow-{LANGFLOW_VE
 START_TIMEOUT = float(os.environ.get("LANGFLOW_START_TIMEOUT", "240"))
 INSTALL_TIMEOUT = 1800.0
 STOP_TIMEOUT = 20.0
+LITELLM_TOKENIZERS = "litellm/litellm_core_utils/tokenizers"  # holds tiktoken's cl100k_base file
 
 FAILING_MESSAGE = "the failing test component broke on purpose"
 FAILING_CODE = f'''
@@ -135,10 +136,11 @@ class LangflowServer:
         flow = self.builder().get_flow(flow_id)
         return next(node["id"] for node in flow["data"]["nodes"] if node["data"].get("type") == component)
 
-    def starter_flow(self, name: str) -> str:
-        """Save Langflow's starter project ``name`` (e.g. "Memory Chatbot"), pointed at the stub; its id."""
+    def starter_flow(self, name: str, values: dict[str, dict] | None = None) -> str:
+        """Save Langflow's starter project ``name`` (e.g. "Memory Chatbot"), pointed at the stub; its id.
+        ``values`` sets fields by component type (see ``starter_flow``)."""
         builder = self.builder()
-        return builder.save(starter_flow(builder, name, self.stub.url))
+        return builder.save(starter_flow(builder, name, self.stub.url, values=values))
 
     @property
     def log_path(self) -> Path:
@@ -222,6 +224,10 @@ def server_env(workdir: Path, api_key: str) -> dict[str, str]:
         LANGFLOW_PRETTY_LOGS="false",  # rich tracebacks take seconds to render per failed run
         LITELLM_LOCAL_MODEL_COST_MAP="true",  # offline: skip three failing fetches at start
     )
+    # Knowledge-base ingest counts tokens with tiktoken, which downloads cl100k_base on first
+    # use; litellm (a Langflow dependency) ships that file under its cache name.
+    for tokenizers in langflow_venv().glob(f"lib/python3*/site-packages/{LITELLM_TOKENIZERS}"):
+        env["TIKTOKEN_CACHE_DIR"] = str(tokenizers)
     return env
 
 
@@ -397,6 +403,26 @@ class FlowBuilder:
         """Make a saved version the current flow; with ``save_draft`` the replaced one is saved first."""
         params = {"save_draft": str(save_draft).lower()}
         return self._request("POST", f"/api/v1/flows/{flow_id}/versions/{version_id}/activate", params=params)
+
+    def knowledge_base(self, name: str, files: dict[str, str], *, timeout: float = 60.0) -> str:
+        """Create a knowledge base embedded with OpenAI (the stub, through ``OPENAI_BASE_URL``),
+        ingest ``files`` (name -> text) and wait until it is ready; returns its name.
+
+        Ingest runs as a background job: ``POST .../ingest`` answers ``{"id", "href"}`` at once.
+        """
+        body = {"name": name, "embedding_provider": "OpenAI", "embedding_model": "text-embedding-3-small"}
+        created = self._request("POST", "/api/v1/knowledge_bases/", json=body)
+        files_field = [("files", (file_name, text, "text/plain")) for file_name, text in files.items()]
+        self._request("POST", f"/api/v1/knowledge_bases/{created['dir_name']}/ingest", files=files_field)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._request("GET", f"/api/v1/knowledge_bases/{created['dir_name']}")
+            if state["status"] == "ready":
+                return created["dir_name"]
+            if state["status"] == "failed":
+                raise RuntimeError(f"ingesting into {name} failed: {state['failure_reason']}")
+            time.sleep(0.3)
+        raise RuntimeError(f"knowledge base {name} not ready after {timeout:.0f} s")
 
     def set_variable(self, name: str, value: str, *, kind: str = "Generic") -> None:
         """Create or change one of the API key owner's global variables (``/api/v1/variables/``)."""
@@ -579,7 +605,8 @@ def openai_model_selection(model: str = "gpt-4o-mini") -> list[dict]:
         "model_class": "ChatOpenAI",
         "model_name_param": "model",
     }
-    return [{"name": model, "provider": "OpenAI", "icon": "OpenAI", "category": "OpenAI", "metadata": metadata}]
+    selection = {"name": model, "provider": "OpenAI", "icon": "OpenAI", "category": "OpenAI"}
+    return [{**selection, "metadata": metadata}]
 
 
 def use_openai_base(builder: FlowBuilder, openai_base: str) -> None:
@@ -593,6 +620,12 @@ def use_openai_base(builder: FlowBuilder, openai_base: str) -> None:
     passes ``LANGFLOW_SSRF_ALLOWED_HOSTS=127.0.0.1``, which checks the resolved address).
     """
     builder.set_variable("OPENAI_BASE_URL", openai_base.replace("://127.0.0.1:", "://127.1:"))
+
+
+def use_openai_key(builder: FlowBuilder, api_key: str) -> None:
+    """Give the API key owner an ``OPENAI_API_KEY`` credential: knowledge-base ingest and
+    retrieval embed with the user's provider key, and have no key field of their own."""
+    builder.set_variable("OPENAI_API_KEY", api_key, kind="Credential")
 
 
 def _literal_api_key(node: dict, api_key: str) -> None:
@@ -679,18 +712,29 @@ def starter_projects_dir() -> Path:
     return found[-1]
 
 
-def starter_flow(builder: FlowBuilder, name: str, openai_base: str, *, api_key: str = "sk-stub") -> dict:
+def starter_flow(
+    builder: FlowBuilder,
+    name: str,
+    openai_base: str,
+    *,
+    api_key: str = "sk-stub",
+    values: dict[str, dict] | None = None,
+) -> dict:
     """Langflow's starter project ``name`` as shipped, with a fresh id, its models on the stub.
 
     Each Agent / Language Model gets an OpenAI model when it has none selected (a starter
     ships with an empty selection: the editor fills it in) and a literal API key; each
     OpenAI component gets ``openai_base``. Agents and Language Models reach the stub through
     the ``OPENAI_BASE_URL`` variable, which ``build_test_flows`` sets (see ``use_openai_base``).
+    ``values`` sets fields by component type, as a user would: e.g. the knowledge base of
+    "Document Q&A", ``{"Knowledge": {"knowledge_base": "launch_notes"}}``.
     """
     flow = json.loads((starter_projects_dir() / f"{name}.json").read_text())
     flow["id"] = str(uuid.uuid4())
     for node in flow["data"]["nodes"]:
         fields = node["data"].get("node", {}).get("template", {})
+        for field_name, value in (values or {}).get(node["data"].get("type"), {}).items():
+            fields[field_name]["value"] = value
         if fields.get("model", {}).get("type") == "model":
             fields["model"]["value"] = fields["model"].get("value") or openai_model_selection()
             _literal_api_key(node, api_key)
@@ -703,6 +747,7 @@ def starter_flow(builder: FlowBuilder, name: str, openai_base: str, *, api_key: 
 def build_test_flows(builder: FlowBuilder, openai_base: str) -> dict[str, str]:
     """Create the offline flows the integration tests use; returns their ids by name."""
     use_openai_base(builder, openai_base)
+    use_openai_key(builder, "sk-stub")
     flows = {
         "echo": echo_flow(builder),
         "model": model_flow(builder, openai_base),

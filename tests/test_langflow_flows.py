@@ -360,6 +360,18 @@ def test_starter_project_runs_offline_against_the_stub(langflow, model_stub, htt
     assert model_stub.requests[-1]["model"] == "gpt-4o-mini"
 
 
+def test_the_document_qa_starter_answers_from_a_knowledge_base(langflow, model_stub, http):
+    name = langflow.builder().knowledge_base(f"launch_{uuid.uuid4().hex[:8]}", {"launch.txt": LAUNCH_NOTES})
+    flow_id = langflow.starter_flow("Document Q&A", {"Knowledge": {"knowledge_base": name}})
+
+    response = run(http, langflow, flow_id, "What is the launch code?")
+
+    assert response.status_code == 200, response.text
+    answer = message_of(response.json())["text"]
+    assert "The launch code is PINEAPPLE-42." in answer  # the retrieved chunk, in the prompt the stub echoes
+    assert model_stub.embedding_requests  # the question was embedded to search the knowledge base
+
+
 # --------------------------------------------------------------------------- the fixture
 
 
