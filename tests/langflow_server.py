@@ -435,7 +435,12 @@ class FlowBuilder:
             self._request("POST", "/api/v1/variables/", json=body)
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
-        response = self.http.request(method, f"{self.base_url}{path}", timeout=60, **kwargs)
+        for _ in range(5):
+            response = self.http.request(method, f"{self.base_url}{path}", timeout=60, **kwargs)
+            # SQLite busy: e.g. activating a version just after a run answers 503 with Retry-After: 1.
+            if response.status_code != 503 or "retry-after" not in response.headers:
+                break
+            time.sleep(float(response.headers["retry-after"]))
         if not response.ok:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
         return response.json()

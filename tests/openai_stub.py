@@ -1,4 +1,4 @@
-"""A tiny OpenAI-compatible server (chat, tool calls, embeddings) on 127.0.0.1 for Langflow's model components."""
+"""A tiny OpenAI-compatible server on 127.0.0.1 (chat, tool calls, embeddings) for Langflow's models."""
 
 from __future__ import annotations
 
