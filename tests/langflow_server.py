@@ -4,8 +4,9 @@ As a plugin (``pytest_plugins = ["tests.langflow_server"]``) it provides the ses
 ``langflow`` (a running server with the ``echo``, ``model``, ``failing``, ``two_outputs``,
 ``agent``, ``file`` and ``versioned`` flows, plus the OpenAI stub the model flows call) and
 ``langflow_disposable`` (a private server a test may kill). ``starter_flow`` saves one of
-Langflow's own starter projects, pointed at the stub. As a command (``python -m tests.langflow_server build-flows --url ... --key ...``) it
-creates the same flows on any running Langflow; ``scripts/dev-langflow.sh`` uses that.
+Langflow's own starter projects, pointed at the stub. As a command
+(``python -m tests.langflow_server build-flows --url ... --key ...``) it creates the echo and
+notes flows on any running Langflow; ``scripts/dev-langflow.sh`` uses that.
 
 The flows are built from the running server's own component templates (``GET /api/v1/all``),
 so they stay valid for the installed version instead of going stale as exported JSON.

@@ -34,30 +34,26 @@ def http(langflow) -> requests.Session:
     return session
 
 
-def run(http, server, flow: str, question: str, **body) -> requests.Response:
-    payload = {
+def run_body(question: str, **body) -> dict:
+    """A /run body with a fresh session, so that no test sees another's chat memory."""
+    session = str(uuid.uuid4())
+    return {
         "input_value": question,
         "input_type": "chat",
         "output_type": "chat",
-        "session_id": str(uuid.uuid4()),
+        "session_id": session,
+        **body,
     }
-    return http.post(f"{server.base_url}/api/v1/run/{flow}", json={**payload, **body}, timeout=120)
+
+
+def run(http, server, flow: str, question: str, **body) -> requests.Response:
+    return http.post(f"{server.base_url}/api/v1/run/{flow}", json=run_body(question, **body), timeout=120)
 
 
 def stream(http, server, flow: str, question: str, **body) -> list[dict]:
     """The events of a streamed run: one JSON object per line, blank lines between."""
-    payload = {
-        "input_value": question,
-        "input_type": "chat",
-        "output_type": "chat",
-        "session_id": str(uuid.uuid4()),
-    }
-    response = http.post(
-        f"{server.base_url}/api/v1/run/{flow}",
-        params={"stream": "true"},
-        json={**payload, **body},
-        timeout=120,
-    )
+    url = f"{server.base_url}/api/v1/run/{flow}"
+    response = http.post(url, params={"stream": "true"}, json=run_body(question, **body), timeout=120)
     assert response.status_code == 200, response.text
     return [json.loads(line) for line in response.text.split("\n") if line.strip()]
 
@@ -331,7 +327,8 @@ def test_a_streamed_run_refuses_a_tweak_on_code_with_an_error_event(langflow, ht
         {
             "event": "error",
             "data": {
-                "error": "Refused tweak keys ['code']: The field is protected and keeps the value set by the flow author."
+                "error": "Refused tweak keys ['code']: "
+                "The field is protected and keeps the value set by the flow author."
             },
         }
     ]
