@@ -1,10 +1,12 @@
 """Pytest plugin and command line: a real Langflow 1.13 server with offline flows built at run time.
 
 As a plugin (``pytest_plugins = ["tests.langflow_server"]``) it provides the session fixture
-``langflow`` (a running server with the ``echo``, ``model`` and ``failing`` flows, plus the
-OpenAI stub the model flow calls) and ``langflow_disposable`` (a private server a test may
-kill). As a command (``python -m tests.langflow_server build-flows --url ... --key ...``) it
-creates the same flows on any running Langflow; ``scripts/dev-langflow.sh`` uses that.
+``langflow`` (a running server with the ``echo``, ``model``, ``failing``, ``two_outputs``,
+``agent``, ``file`` and ``versioned`` flows, plus the OpenAI stub the model flows call) and
+``langflow_disposable`` (a private server a test may kill). ``starter_flow`` saves one of
+Langflow's own starter projects, pointed at the stub. As a command
+(``python -m tests.langflow_server build-flows --url ... --key ...``) it creates the echo and
+notes flows on any running Langflow; ``scripts/dev-langflow.sh`` uses that.
 
 The flows are built from the running server's own component templates (``GET /api/v1/all``),
 so they stay valid for the installed version instead of going stale as exported JSON.
@@ -44,6 +46,7 @@ DEFAULT_VENV = Path.home() / ".cache" / "chatbot-test" / f"langflow-{LANGFLOW_VE
 START_TIMEOUT = float(os.environ.get("LANGFLOW_START_TIMEOUT", "240"))
 INSTALL_TIMEOUT = 1800.0
 STOP_TIMEOUT = 20.0
+LITELLM_TOKENIZERS = "litellm/litellm_core_utils/tokenizers"  # holds tiktoken's cl100k_base file
 
 FAILING_MESSAGE = "the failing test component broke on purpose"
 FAILING_CODE = f'''
@@ -104,6 +107,41 @@ class LangflowServer:
     @property
     def two_output_flow(self) -> str:
         return self.flows["two_outputs"]
+
+    @property
+    def agent_flow(self) -> str:
+        """Chat Input -> Agent (OpenAI via the stub, the Calculator as its tool) -> Chat Output."""
+        return self.flows["agent"]
+
+    @property
+    def file_flow(self) -> str:
+        """Read File + Chat Input -> Prompt -> OpenAI -> Chat Output; give it a file by a tweak on
+        ``file_component``: ``{"<file_component>": {"path": ["<path from POST /api/v2/files>"]}}``."""
+        return self.flows["file"]
+
+    @property
+    def file_component(self) -> str:
+        """The id of the file flow's Read File component, the key of its ``path`` tweak."""
+        return self.component_id(self.file_flow, "File")
+
+    @property
+    def versioned_flow(self) -> str:
+        """A flow with two saved versions (see ``VERSION_ANSWERS``); the current one is version 2."""
+        return self.flows["versioned"]
+
+    def builder(self) -> FlowBuilder:
+        return FlowBuilder(self.base_url, self.api_key)
+
+    def component_id(self, flow_id: str, component: str) -> str:
+        """The id of the first node of a component type (``File``, ``Agent``, ...) in a saved flow."""
+        flow = self.builder().get_flow(flow_id)
+        return next(node["id"] for node in flow["data"]["nodes"] if node["data"].get("type") == component)
+
+    def starter_flow(self, name: str, values: dict[str, dict] | None = None) -> str:
+        """Save Langflow's starter project ``name`` (e.g. "Memory Chatbot"), pointed at the stub; its id.
+        ``values`` sets fields by component type (see ``starter_flow``)."""
+        builder = self.builder()
+        return builder.save(starter_flow(builder, name, self.stub.url, values=values))
 
     @property
     def log_path(self) -> Path:
@@ -187,6 +225,10 @@ def server_env(workdir: Path, api_key: str) -> dict[str, str]:
         LANGFLOW_PRETTY_LOGS="false",  # rich tracebacks take seconds to render per failed run
         LITELLM_LOCAL_MODEL_COST_MAP="true",  # offline: skip three failing fetches at start
     )
+    # Knowledge-base ingest counts tokens with tiktoken, which downloads cl100k_base on first
+    # use; litellm (a Langflow dependency) ships that file under its cache name.
+    for tokenizers in langflow_venv().glob(f"lib/python3*/site-packages/{LITELLM_TOKENIZERS}"):
+        env["TIKTOKEN_CACHE_DIR"] = str(tokenizers)
     return env
 
 
@@ -297,6 +339,21 @@ class FlowBuilder:
             "data": {"id": node_id, "type": kind, "node": frontend_node},
         }
 
+    def tool_node(self, component: str, values: dict | None = None) -> dict:
+        """A node in tool mode (output ``component_as_tool``), as the editor's Tool Mode switch makes it:
+        the server rebuilds the template with the tool's actions (``tools_metadata``)."""
+        template = self.templates()[component]
+        body = {
+            "code": template["template"]["code"]["value"],
+            "template": template["template"],
+            "field": "tool_mode",
+            "field_value": True,
+            "tool_mode": True,
+        }
+        built = self._request("POST", "/api/v1/custom_component/update", json=body)
+        built.setdefault("name", template.get("name") or component)
+        return self.node(component, values, template=built)
+
     def custom_node(self, code: str) -> dict:
         """A node for a custom component: the server compiles the code into a template."""
         built = self._request("POST", "/api/v1/custom_component", json={"code": code})
@@ -328,8 +385,63 @@ class FlowBuilder:
             saved = self._request("POST", "/api/v1/flows/", json=flow)
         return saved["id"]
 
+    def get_flow(self, flow_id: str) -> dict:
+        return self._request("GET", f"/api/v1/flows/{flow_id}")
+
+    def update(self, flow_id: str, **fields) -> dict:
+        """Change a saved flow (``PATCH /api/v1/flows/{id}``): ``data``, ``name``, ``endpoint_name``, ..."""
+        return self._request("PATCH", f"/api/v1/flows/{flow_id}", json=fields)
+
+    def snapshot(self, flow_id: str, description: str) -> dict:
+        """Save the flow as it is now as a new version (``POST /api/v1/flows/{id}/versions/``)."""
+        return self._request("POST", f"/api/v1/flows/{flow_id}/versions/", json={"description": description})
+
+    def versions(self, flow_id: str) -> dict:
+        """``{"entries": [...newest first], "max_entries": 50}`` from ``GET /api/v1/flows/{id}/versions/``."""
+        return self._request("GET", f"/api/v1/flows/{flow_id}/versions/")
+
+    def activate(self, flow_id: str, version_id: str, *, save_draft: bool = True) -> dict:
+        """Make a saved version the current flow; with ``save_draft`` the replaced one is saved first."""
+        params = {"save_draft": str(save_draft).lower()}
+        return self._request("POST", f"/api/v1/flows/{flow_id}/versions/{version_id}/activate", params=params)
+
+    def knowledge_base(self, name: str, files: dict[str, str], *, timeout: float = 60.0) -> str:
+        """Create a knowledge base embedded with OpenAI (the stub, through ``OPENAI_BASE_URL``),
+        ingest ``files`` (name -> text) and wait until it is ready; returns its name.
+
+        Ingest runs as a background job: ``POST .../ingest`` answers ``{"id", "href"}`` at once.
+        """
+        body = {"name": name, "embedding_provider": "OpenAI", "embedding_model": "text-embedding-3-small"}
+        created = self._request("POST", "/api/v1/knowledge_bases/", json=body)
+        files_field = [("files", (file_name, text, "text/plain")) for file_name, text in files.items()]
+        self._request("POST", f"/api/v1/knowledge_bases/{created['dir_name']}/ingest", files=files_field)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._request("GET", f"/api/v1/knowledge_bases/{created['dir_name']}")
+            if state["status"] == "ready":
+                return created["dir_name"]
+            if state["status"] == "failed":
+                raise RuntimeError(f"ingesting into {name} failed: {state['failure_reason']}")
+            time.sleep(0.3)
+        raise RuntimeError(f"knowledge base {name} not ready after {timeout:.0f} s")
+
+    def set_variable(self, name: str, value: str, *, kind: str = "Generic") -> None:
+        """Create or change one of the API key owner's global variables (``/api/v1/variables/``)."""
+        existing = {v["name"]: v["id"] for v in self._request("GET", "/api/v1/variables/")}
+        if name in existing:
+            body = {"id": existing[name], "value": value}
+            self._request("PATCH", f"/api/v1/variables/{existing[name]}", json=body)
+        else:
+            body = {"name": name, "value": value, "type": kind, "default_fields": []}
+            self._request("POST", "/api/v1/variables/", json=body)
+
     def _request(self, method: str, path: str, **kwargs) -> dict:
-        response = self.http.request(method, f"{self.base_url}{path}", timeout=60, **kwargs)
+        for _ in range(5):
+            response = self.http.request(method, f"{self.base_url}{path}", timeout=60, **kwargs)
+            # SQLite busy: e.g. activating a version just after a run answers 503 with Retry-After: 1.
+            if response.status_code != 503 or "retry-after" not in response.headers:
+                break
+            time.sleep(float(response.headers["retry-after"]))
         if not response.ok:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
         return response.json()
@@ -490,15 +602,169 @@ def notes_flow(
     return builder.flow("notes Q&A", [chat_in, directory, parser, prompt, llm, chat_out], edges)
 
 
+def openai_model_selection(model: str = "gpt-4o-mini") -> list[dict]:
+    """The value of a ``model`` field (Agent, Language Model) that selects an OpenAI model."""
+    metadata = {
+        "api_key_param": "api_key",
+        "context_length": 128000,
+        "max_tokens_field_name": "max_tokens",
+        "model_class": "ChatOpenAI",
+        "model_name_param": "model",
+    }
+    selection = {"name": model, "provider": "OpenAI", "icon": "OpenAI", "category": "OpenAI"}
+    return [{**selection, "metadata": metadata}]
+
+
+def use_openai_base(builder: FlowBuilder, openai_base: str) -> None:
+    """Point the Agent and Language Model components (provider OpenAI) at ``openai_base``.
+
+    They have no base URL field: they read the global variable ``OPENAI_BASE_URL``. In a
+    container (``/.dockerenv``, or "docker" in /proc/self/cgroup) Langflow rewrites
+    ``localhost`` and ``127.0.0.1`` in that URL to the Docker host
+    (``lfx.utils.util.transform_localhost_url``; no setting turns this off), so loopback is
+    spelled ``127.1``, which the rewrite misses and which still resolves to 127.0.0.1 (and
+    passes ``LANGFLOW_SSRF_ALLOWED_HOSTS=127.0.0.1``, which checks the resolved address).
+    """
+    builder.set_variable("OPENAI_BASE_URL", openai_base.replace("://127.0.0.1:", "://127.1:"))
+
+
+def use_openai_key(builder: FlowBuilder, api_key: str) -> None:
+    """Give the API key owner an ``OPENAI_API_KEY`` credential: knowledge-base ingest and
+    retrieval embed with the user's provider key, and have no key field of their own."""
+    builder.set_variable("OPENAI_API_KEY", api_key, kind="Credential")
+
+
+def _literal_api_key(node: dict, api_key: str) -> None:
+    field = node["data"]["node"]["template"]["api_key"]
+    field["value"], field["load_from_db"] = api_key, False
+
+
+AGENT_PROMPT = "You are a helpful assistant. Use the calculator for arithmetic."
+
+
+def agent_flow(builder: FlowBuilder, *, api_key: str = "sk-stub", model: str = "gpt-4o-mini") -> dict:
+    """Chat Input -> Agent (OpenAI ``model``, the Calculator connected as its tool) -> Chat Output.
+
+    The Agent reaches the stub through ``OPENAI_BASE_URL`` (see ``use_openai_base``). Make the
+    stub call the tool with ``configure(tool_call=("evaluate_expression", {"expression": "12*7+3"}))``.
+    The system prompt is short to keep the recorded streams small (its ``log`` events repeat it).
+    """
+    chat_in, chat_out = builder.node("ChatInput"), builder.node("ChatOutput")
+    calculator = builder.tool_node("CalculatorComponent")
+    values = {
+        "model": openai_model_selection(model),
+        "system_prompt": AGENT_PROMPT,
+        "add_calculator_tool": False,  # the connected Calculator is the one tool
+        "add_current_date_tool": False,
+    }
+    agent = builder.node("Agent", values)
+    _literal_api_key(agent, api_key)
+    edges = [
+        edge(chat_in, "message", agent, "input_value"),
+        edge(calculator, "component_as_tool", agent, "tools"),
+        edge(agent, "response", chat_out, "input_value"),
+    ]
+    return builder.flow("agent", [chat_in, calculator, agent, chat_out], edges)
+
+
+FILE_PROMPT = "Answer from this document:\n{document}\n\nQuestion: {question}"
+
+
+def file_flow(builder: FlowBuilder, openai_base: str) -> dict:
+    """Read File (``message``) + Chat Input -> Prompt -> OpenAI (streaming) -> Chat Output.
+
+    The stub's default answer echoes the prompt, so the file's text shows in the answer.
+    Without a file in the ``path`` tweak the run fails with "No files to process.".
+    """
+    chat_in, chat_out, read_file = builder.node("ChatInput"), builder.node("ChatOutput"), builder.node("File")
+    prompt = builder.prompt_node(FILE_PROMPT)
+    llm = openai_node(builder, openai_base, api_key="sk-stub", model="gpt-4o-mini")
+    edges = [
+        edge(read_file, "message", prompt, "document"),
+        edge(chat_in, "message", prompt, "question"),
+        edge(prompt, "prompt", llm, "input_value"),
+        edge(llm, "text_output", chat_out, "input_value"),
+    ]
+    return builder.flow("file Q&A", [chat_in, read_file, prompt, llm, chat_out], edges)
+
+
+# What each saved version of the versioned flow answers to a question; version 2 is current.
+VERSION_ANSWERS = {1: "{question}", 2: "Version 2 says: {question}"}
+
+
+def versioned_flow(builder: FlowBuilder) -> str:
+    """Save a flow with two versions that answer differently (``VERSION_ANSWERS``); returns its id.
+
+    Version 1 is the echo flow; version 2 puts the question into a Prompt. Versions are
+    explicit snapshots (``POST /api/v1/flows/{id}/versions/``): saving the flow makes none.
+    """
+    flow = echo_flow(builder)
+    flow["name"] = "versioned"
+    flow_id = builder.save(flow)
+    builder.snapshot(flow_id, "echo")
+    chat_in, chat_out = builder.node("ChatInput"), builder.node("ChatOutput")
+    prompt = builder.prompt_node(VERSION_ANSWERS[2])
+    edges = [edge(chat_in, "message", prompt, "question"), edge(prompt, "prompt", chat_out, "input_value")]
+    builder.update(flow_id, data=builder.flow("versioned", [chat_in, prompt, chat_out], edges)["data"])
+    builder.snapshot(flow_id, "prefix")
+    return flow_id
+
+
+def starter_projects_dir() -> Path:
+    """Langflow's starter projects (``<name>.json``) inside the installed package."""
+    found = sorted(langflow_venv().glob("lib/python3*/site-packages/langflow/initial_setup/starter_projects"))
+    if not found:
+        raise LangflowUnavailableError(f"no starter_projects folder under {langflow_venv()}")
+    return found[-1]
+
+
+def starter_flow(
+    builder: FlowBuilder,
+    name: str,
+    openai_base: str,
+    *,
+    api_key: str = "sk-stub",
+    values: dict[str, dict] | None = None,
+) -> dict:
+    """Langflow's starter project ``name`` as shipped, with a fresh id, its models on the stub.
+
+    Each Agent / Language Model gets an OpenAI model when it has none selected (a starter
+    ships with an empty selection: the editor fills it in) and a literal API key; each
+    OpenAI component gets ``openai_base``. Agents and Language Models reach the stub through
+    the ``OPENAI_BASE_URL`` variable, which ``build_test_flows`` sets (see ``use_openai_base``).
+    ``values`` sets fields by component type, as a user would: e.g. the knowledge base of
+    "Document Q&A", ``{"Knowledge": {"knowledge_base": "launch_notes"}}``.
+    """
+    flow = json.loads((starter_projects_dir() / f"{name}.json").read_text())
+    flow["id"] = str(uuid.uuid4())
+    for node in flow["data"]["nodes"]:
+        fields = node["data"].get("node", {}).get("template", {})
+        for field_name, value in (values or {}).get(node["data"].get("type"), {}).items():
+            fields[field_name]["value"] = value
+        if fields.get("model", {}).get("type") == "model":
+            fields["model"]["value"] = fields["model"].get("value") or openai_model_selection()
+            _literal_api_key(node, api_key)
+        if "openai_api_base" in fields:
+            fields["openai_api_base"]["value"] = openai_base
+            _literal_api_key(node, api_key)
+    return flow
+
+
 def build_test_flows(builder: FlowBuilder, openai_base: str) -> dict[str, str]:
     """Create the offline flows the integration tests use; returns their ids by name."""
+    use_openai_base(builder, openai_base)
+    use_openai_key(builder, "sk-stub")
     flows = {
         "echo": echo_flow(builder),
         "model": model_flow(builder, openai_base),
         "failing": failing_flow(builder),
         "two_outputs": two_output_flow(builder, openai_base),
+        "agent": agent_flow(builder),
+        "file": file_flow(builder, openai_base),
     }
-    return {name: builder.save(flow) for name, flow in flows.items()}
+    ids = {name: builder.save(flow) for name, flow in flows.items()}
+    ids["versioned"] = versioned_flow(builder)
+    return ids
 
 
 # --------------------------------------------------------------------------- pytest
@@ -525,6 +791,14 @@ def launch(workdir: Path, stub: OpenAIStub) -> LangflowServer:
     return server
 
 
+def server_or_unavailable(workdir: Path, stub: OpenAIStub) -> LangflowServer:
+    """``launch``, or skip the test when Langflow cannot start (fail under CI=true: ``unavailable``)."""
+    try:
+        return launch(workdir, stub)
+    except LangflowUnavailableError as error:
+        unavailable(f"Langflow is not available: {error}")
+
+
 @pytest.fixture(scope="session")
 def openai_stub():
     """The OpenAI-compatible stub the model flows call; reset its behaviour in your test."""
@@ -534,12 +808,11 @@ def openai_stub():
 
 @pytest.fixture(scope="session")
 def langflow(tmp_path_factory: pytest.TempPathFactory, openai_stub: OpenAIStub):
-    """A shared Langflow server: ``base_url``, ``api_key``, ``echo_flow``, ``model_flow``,
-    ``failing_flow`` and ``stub``. Do not stop it; use ``langflow_disposable`` for that."""
-    try:
-        server = launch(tmp_path_factory.mktemp("langflow"), openai_stub)
-    except LangflowUnavailableError as error:
-        unavailable(f"Langflow is not available: {error}")
+    """A shared Langflow server: ``base_url``, ``api_key``, ``stub``, the flow ids ``echo_flow``,
+    ``model_flow``, ``failing_flow``, ``two_output_flow``, ``agent_flow``, ``file_flow`` (with
+    ``file_component``) and ``versioned_flow``, and ``starter_flow(name)``. Do not stop it; use
+    ``langflow_disposable`` for that."""
+    server = server_or_unavailable(tmp_path_factory.mktemp("langflow"), openai_stub)
     yield server
     server.stop()
 
@@ -547,10 +820,7 @@ def langflow(tmp_path_factory: pytest.TempPathFactory, openai_stub: OpenAIStub):
 @pytest.fixture
 def langflow_disposable(tmp_path: Path, openai_stub: OpenAIStub):
     """A private Langflow server for one test, which may kill it (slow: a full start)."""
-    try:
-        server = launch(tmp_path / "langflow", openai_stub)
-    except LangflowUnavailableError as error:
-        unavailable(f"Langflow is not available: {error}")
+    server = server_or_unavailable(tmp_path / "langflow", openai_stub)
     yield server
     server.stop()
 

@@ -1,12 +1,17 @@
-"""A tiny OpenAI-compatible chat server on 127.0.0.1 that Langflow's model component can call."""
+"""A tiny OpenAI-compatible server on 127.0.0.1 (chat, tool calls, embeddings) for Langflow's models."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
+import re
+import struct
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,6 +32,13 @@ class Behaviour:
     html: bool = False  # answer with an HTML error page (like a proxy in front of the model)
     html_status: int = 502
     send_usage: bool = True  # usage in the body / in the final chunk when asked for
+    # Tool calls, as an OpenAI model makes them, when the request offers ``tools``: ``(name, arguments)``
+    # calls that tool; ``call_tools=True`` calls the first tool offered, each required string argument
+    # set to the user's last message. Once a ``role: "tool"`` message follows the last user message,
+    # the stub answers with ``tool_answer``, where ``{tool_output}`` stands for that tool message.
+    tool_call: tuple[str, dict] | None = None
+    call_tools: bool = False
+    tool_answer: str = "The tool said: {tool_output}"
 
 
 @dataclass
@@ -34,7 +46,8 @@ class OpenAIStub:
     """The server plus its behaviour and a log of the requests it received."""
 
     behaviour: Behaviour = field(default_factory=Behaviour)
-    requests: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)  # chat completions
+    embedding_requests: list[dict] = field(default_factory=list)
     closed_early: int = 0  # streams whose caller hung up before the end (Langflow cancelled the run)
     _server: ThreadingHTTPServer | None = None
 
@@ -65,6 +78,7 @@ class OpenAIStub:
         """Back to the default behaviour, with an empty request log."""
         self.behaviour = Behaviour()
         self.requests.clear()
+        self.embedding_requests.clear()
         self.closed_early = 0
 
     def __enter__(self) -> OpenAIStub:
@@ -77,10 +91,52 @@ class OpenAIStub:
 def answer_words(behaviour: Behaviour, messages: list[dict], model: str | None = None) -> list[str]:
     """The answer split into tokens: words, each but the first with its leading space."""
     text = behaviour.answers.get(model or "", behaviour.answer)
-    if text is None:
-        text = f"You said: {_last_user_text(messages)}"
+    output = tool_output(messages)
+    if output is not None:
+        text = behaviour.tool_answer.replace("{tool_output}", output)
+    elif text is None:
+        text = f"You said: {_last_user_text(messages)}{_images_note(messages)}"
     words = text.split(" ")
     return [words[0], *(" " + word for word in words[1:])]
+
+
+def tool_call_for(behaviour: Behaviour, body: dict) -> dict | None:
+    """The tool call to answer with, ``{"id", "type", "function": {"name", "arguments"}}``, or None.
+
+    None when the request offers no tools, when the behaviour calls none, or when the tool's
+    answer is already there (a ``tool`` message after the last user message).
+    """
+    tools = body.get("tools") or []
+    if not tools or tool_output(body.get("messages", [])) is not None:
+        return None
+    if behaviour.tool_call is not None:
+        name, arguments = behaviour.tool_call
+    elif behaviour.call_tools:
+        function = tools[0].get("function", {})
+        name, arguments = function.get("name", ""), _default_arguments(function, body.get("messages", []))
+    else:
+        return None
+    call = {"name": name, "arguments": json.dumps(arguments)}
+    return {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": call}
+
+
+def _default_arguments(function: dict, messages: list[dict]) -> dict:
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    names = schema.get("required") or list(properties)
+    wanted = [name for name in names if properties.get(name, {}).get("type", "string") == "string"]
+    return {name: _last_user_text(messages) for name in wanted}
+
+
+def tool_output(messages: list[dict]) -> str | None:
+    """The content of the last ``tool`` message after the last user message, if any."""
+    found = None
+    for message in messages:
+        if message.get("role") == "user":
+            found = None
+        elif message.get("role") == "tool":
+            found = _content_text(message)
+    return found
 
 
 def _last_user_text(messages: list[dict]) -> str:
@@ -94,10 +150,51 @@ def usage_for(messages: list[dict], words: list[str]) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
 
 
+EMBEDDING_SIZE = 64
+
+
+def embed(item: str | list[int]) -> list[float]:
+    """A deterministic unit vector: words (or token ids) hashed into ``EMBEDDING_SIZE`` buckets.
+
+    Texts that share words get close vectors, so a knowledge base built on the stub retrieves
+    the chunk that shares the question's words, as a real embedding model would.
+    """
+    vector = [0.0] * EMBEDDING_SIZE
+    units = item if isinstance(item, list) else re.findall(r"\w+", item.lower())
+    for unit in units:
+        vector[zlib.crc32(str(unit).encode()) % EMBEDDING_SIZE] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
+def embeddings_reply(body: dict) -> dict:
+    """OpenAI's ``/v1/embeddings`` answer; ``input`` is a text, texts, or token id lists (tiktoken)."""
+    inputs = body.get("input", [])
+    if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    data = []
+    for index, item in enumerate(inputs):
+        vector = embed(item)
+        if body.get("encoding_format") == "base64":  # what the openai package asks for by default
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(item) if isinstance(item, list) else len(item.split()) for item in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body.get("model", MODEL), "usage": usage}
+
+
+def _images_note(messages: list[dict]) -> str:
+    """A note like " (with 1 image)" when the user's last message carries images, so a test sees them."""
+    users = [message for message in messages if message.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    count = sum(part.get("type") == "image_url" for part in content) if isinstance(content, list) else 0
+    return f" (with {count} image{'s' if count > 1 else ''})" if count else ""
+
+
 def _content_text(message: dict) -> str:
     content = message.get("content") or ""
-    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-        return " ".join(part.get("text", "") for part in content)
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, {"type": "image_url", ...}]
+        return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
     return str(content)
 
 
@@ -121,13 +218,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/") == "/v1/embeddings":
+            self.stub.embedding_requests.append(body)
+            self._send_json(200, embeddings_reply(body))
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send_not_found()
             return
         self.stub.requests.append(body)
         behaviour = self.stub.behaviour  # one snapshot per request
+        call = tool_call_for(behaviour, body)
         if behaviour.html:
             self._send_html(behaviour.html_status)
+        elif call is not None and body.get("stream"):
+            self._stream_tool_call(body, behaviour, call)
+        elif call is not None:
+            self._complete_tool_call(body, behaviour, call)
         elif body.get("stream"):
             self._stream(body, behaviour)
         else:
@@ -177,6 +283,51 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             log.info("stub: the caller closed the stream")  # Langflow cancelled the run
+            self.stub.closed_early += 1
+
+    def _complete_tool_call(self, body: dict, behaviour: Behaviour, call: dict) -> None:
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        reply = {
+            **_envelope("chat.completion"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        }
+        if behaviour.send_usage:
+            reply["usage"] = usage_for(body.get("messages", []), [call["function"]["arguments"]])
+        self._send_json(200, reply)
+
+    def _stream_tool_call(self, body: dict, behaviour: Behaviour, call: dict) -> None:
+        """OpenAI's chunks for a tool call: the id and name first, then the arguments in pieces."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        envelope = _envelope("chat.completion.chunk")
+        arguments = call["function"]["arguments"]
+        opening = {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        try:
+            self._event(
+                {
+                    **envelope,
+                    "choices": [_delta({"role": "assistant", "content": None, "tool_calls": [opening]})],
+                }
+            )
+            for start in range(0, len(arguments), 8):
+                piece = {"index": 0, "function": {"arguments": arguments[start : start + 8]}}
+                time.sleep(behaviour.token_delay)
+                self._event({**envelope, "choices": [_delta({"tool_calls": [piece]})]})
+            self._event({**envelope, "choices": [_delta({}, finish_reason="tool_calls")]})
+            if behaviour.send_usage and (body.get("stream_options") or {}).get("include_usage"):
+                usage = usage_for(body.get("messages", []), [arguments])
+                self._event({**envelope, "choices": [], "usage": usage})
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("stub: the caller closed the stream")
             self.stub.closed_early += 1
 
     def _event(self, payload: dict) -> None:
