@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from chatbot import resources
 from chatbot.errors import ChatbotError
 from chatbot.history import MAX_SEARCH_CHARS
 from chatbot.render import live_html, plain_text, safe_html
-from chatbot.store import Actor
+from chatbot.store import Actor, version_label
 
 logger = logging.getLogger("chatbot.ui")
 ROLE_LABEL = {"user": "You", "assistant": "Assistant"}
@@ -91,8 +92,11 @@ def duration(ms: int) -> str:
 
 
 def message_caption(message) -> str:
-    """'flow-id · 1.2 s · first token 300 ms · 51 tokens' for an answer (outside text: plain_text it)."""
-    parts = [message.flow_id or message.engine or ""]
+    """'Notes RAG v7 · gpt-4o-mini · 3.4 s · first token 610 ms · 50 tokens' for an answer: what
+    answered (the flow's name and version, else its id, else the engine), the model, the timing
+    and the tokens. Outside text: plain_text it."""
+    source = getattr(message, "flow_name", None) or message.flow_id or message.engine or ""
+    parts = [version_label(source, getattr(message, "flow_version", None)), getattr(message, "model", None)]
     if message.latency_ms is not None:
         parts.append(duration(message.latency_ms))
     if message.ttft_ms is not None:
@@ -100,6 +104,46 @@ def message_caption(message) -> str:
     if message.total_tokens:
         parts.append(f"{message.total_tokens} tokens")
     return " · ".join(p for p in parts if p)
+
+
+STEP_ICONS = {"success": ":material/check_circle:", "error": ":material/error:", "running": ":material/pending:"}
+STEP_TEXT_CHARS = 4_000  # of a tool's input or output shown; the export has it whole
+
+
+def agent_steps(steps: list[dict] | None, *, running: bool = False) -> None:
+    """An agent's tool calls, as Langflow's Playground shows them: a collapsed "N steps" under the
+    answer, each call with its input, output and duration."""
+    if not steps:
+        return
+    label = f"{len(steps)} step{'s' if len(steps) != 1 else ''}" + (" so far" if running else "")
+    with st.expander(label, icon=":material/construction:"):
+        for step in steps:
+            took = f" · {duration(step['duration_ms'])}" if step.get("duration_ms") is not None else ""
+            status = step.get("status") or "success"
+            st.markdown(f"{STEP_ICONS.get(status, '')} **{plain_text(step.get('name') or 'tool')}**{took}")
+            for title, value in (("Input", step.get("input")), ("Output", step.get("error") or step.get("output"))):
+                if value not in (None, "", {}):
+                    st.caption(title)
+                    st.code(step_text(value), language=None, wrap_lines=True)
+
+
+def step_text(value) -> str:
+    """A tool's input or output as text: JSON for structures, cut past STEP_TEXT_CHARS."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=1, default=str)
+    return text if len(text) <= STEP_TEXT_CHARS else text[:STEP_TEXT_CHARS] + f" … ({len(text):,} characters)"
+
+
+def attached_files(files: list[dict] | None) -> None:
+    """The files attached to a question: name, size and type (the bytes are in Langflow)."""
+    if files:
+        names = ", ".join(f"{f.get('name')} ({file_size(f.get('size'))})" for f in files)
+        st.caption(plain_text(f"Attached: {names}"))
+
+
+def file_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    return f"{size} B" if size < 1024 else f"{size / 1024:.0f} KB" if size < 1024**2 else f"{size / 1024**2:.1f} MB"
 
 
 def question_body(text: str) -> None:
@@ -136,6 +180,10 @@ def message_body(message, *, admin: bool = True) -> None:
                 long_text(output.get("text") or "", key=f"{message.id}_{n}")
     elif message.content:
         long_text(message.content, key=str(message.id))
+    if message.role == "user":
+        attached_files(getattr(message, "files", None))
+    else:
+        agent_steps(getattr(message, "steps", None))
     if message.status == "error":
         cause = message.error or "the engine failed."
         st.error(plain_text(f"No answer: {cause}" if admin else ANALYST_ERROR), icon=":material/error:")

@@ -62,6 +62,10 @@ class Conversation(Base):
     # The owner's 👍 and 👎 on its answers, kept up to date by store.set_feedback.
     thumbs_up: Mapped[int] = mapped_column(Integer, default=0)
     thumbs_down: Mapped[int] = mapped_column(Integer, default=0)
+    # The flow it asks (a catalog entry's flow id or endpoint name), or "notes"; None: the default.
+    flow: Mapped[str | None] = mapped_column(String(200))
+    # "Notes RAG v7": the flow and version of its latest answer, kept by store.update_answer.
+    last_version: Mapped[str | None] = mapped_column(String(250))
 
     owner: Mapped[User] = relationship()
 
@@ -97,10 +101,22 @@ class Message(Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     version_of: Mapped[int | None] = mapped_column(Integer, index=True)
     current: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Provenance of an answer: the flow's name and version ("v7"; "v7+" when edited since v7),
+    # the model (Langflow's properties.source), Langflow's run id and the tweaks sent.
+    flow_name: Mapped[str | None] = mapped_column(String(200))
+    flow_version: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    tweaks: Mapped[dict | None] = mapped_column(JSON)
+    # An agent's tool calls: [{"name", "input", "output", "status", "duration_ms", "error"}], in order.
+    steps: Mapped[list | None] = mapped_column(JSON)
+    # On a question: the files attached, [{"name", "size", "type", "path"}]; the bytes stay in Langflow.
+    files: Mapped[list | None] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_messages_conversation", "conversation_id", "id"),
         Index("ix_messages_created", "created_at"),
+        Index("ix_messages_flow_version", "flow_version", "conversation_id"),
     )
 
 

@@ -173,10 +173,11 @@ def title_from(question: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def create_conversation(session: Session, actor: Actor, *, title: str) -> Conversation:
+def create_conversation(session: Session, actor: Actor, *, title: str, flow: str | None = None) -> Conversation:
+    """A new conversation of the actor's; ``flow`` is the catalog flow it asks (None: the default)."""
     conversation = Conversation(
         owner_id=actor.id, title=title_from(title) or "New chat",
-        langflow_session_id=str(uuid.uuid4()),
+        langflow_session_id=str(uuid.uuid4()), flow=flow,
     )
     session.add(conversation)
     session.flush()
@@ -290,9 +291,15 @@ def update_answer(
     if touched is None:
         raise NotFoundError("This answer does not exist or was deleted.")
     if status is not None:
-        session.execute(
-            update(Conversation).where(Conversation.id == touched).values(updated_at=utcnow(), last_status=status)
-        )
+        latest = {"updated_at": utcnow(), "last_status": status}
+        if fields.get("flow_name"):
+            latest["last_version"] = version_label(fields["flow_name"], fields.get("flow_version"))
+        session.execute(update(Conversation).where(Conversation.id == touched).values(**latest))
+
+
+def version_label(flow: str | None, version: str | None) -> str:
+    """'Notes RAG v7': a flow and the version that answered; 'v7+' is v7 edited since it was saved."""
+    return " ".join(part for part in (flow, version) if part)
 
 
 def list_messages(
