@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from chatbot.engine import Answer, Output, Token, combined_text, summed_usage
+from chatbot.engine import Answer, Output, Progress, Step, Token, combined_text, summed_usage
 from chatbot.errors import (
     InputError,
     LangflowAuthError,
@@ -49,6 +50,8 @@ _TEXT_PATHS = (
     ("messages", 0, "message"),
 )
 _USAGE_PATH = ("results", "message", "properties", "usage")
+_SOURCE_PATH = ("results", "message", "properties", "source", "source")
+_BLOCKS_PATHS = (("results", "message", "data", "content_blocks"), ("results", "message", "content_blocks"))
 
 # Substrings of urllib3/OpenSSL/socket errors, and the words a user can act on.
 _TRANSPORT_REASONS = (
@@ -106,18 +109,21 @@ class LangflowClient:
         """What the page shows as the answer's source: the flow id."""
         return self._flow_id
 
-    def run(self, question: str, *, session_id: str) -> Answer:
+    def run(self, question: str, *, session_id: str, tweaks: dict | None = None) -> Answer:
         """Ask the flow and wait for its whole answer."""
         with self._redacting():
-            response = self._post(question, session_id=session_id, stream=False)
+            response = self._post(question, session_id=session_id, stream=False, tweaks=tweaks)
             with response:
                 payload = self._json(response)
             return read_answer(payload, session_id=session_id)
 
-    def stream(self, question: str, *, session_id: str) -> Iterator[Token | Answer]:
-        """Yield Tokens as the flow writes them, then one Answer; closing early cancels the run."""
+    def stream(
+        self, question: str, *, session_id: str, tweaks: dict | None = None
+    ) -> Iterator[Token | Progress | Answer]:
+        """Yield Tokens as the flow writes them (and Progress while an agent works), then one
+        Answer; closing early cancels the run."""
         with self._redacting():
-            response = self._post(question, session_id=session_id, stream=True)
+            response = self._post(question, session_id=session_id, stream=True, tweaks=tweaks)
             try:
                 if _content_type(response).startswith("application/json"):
                     # A server or proxy that ignored ?stream=true: the whole answer at once.
@@ -130,11 +136,72 @@ class LangflowClient:
             finally:
                 response.close()  # before `end` this drops the connection, and Langflow cancels the run
 
+    # -- the flow itself, its versions, files ---------------------------------------------------
+
+    def get_flow(self, flow_id: str) -> dict:
+        """``GET /api/v1/flows/{id}`` (a UUID): the flow with its graph. The graph may hold API
+        keys in clear: never log or store it."""
+        return self._get_json(f"/api/v1/flows/{quote(flow_id, safe='')}")
+
+    def list_flows(self) -> list[dict]:
+        """The flows the API key's user can run, without their graphs (to resolve an endpoint name)."""
+        flows = self._get_json("/api/v1/flows/", params={"header_flows": "true"})
+        return [flow for flow in flows if isinstance(flow, dict)] if isinstance(flows, list) else []
+
+    def version_state(self, flow_id: str) -> dict:
+        """``{"version_token", "updated_at", ...}``: changes whenever the flow is saved or a version activated."""
+        return self._get_json(f"/api/v1/flows/{quote(flow_id, safe='')}/version-state")
+
+    def list_versions(self, flow_id: str) -> list[dict]:
+        """The flow's saved versions, newest first (``version_number``, ``id``, ``created_at``); [] on a
+        Langflow without version history (before 1.12)."""
+        try:
+            listed = self._get_json(f"/api/v1/flows/{quote(flow_id, safe='')}/versions/", params={"limit": 50})
+        except LangflowNotFound:
+            return []
+        entries = listed.get("entries") if isinstance(listed, dict) else None
+        return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+
+    def get_version(self, flow_id: str, version_id: str) -> dict:
+        """One saved version with its graph (API keys stripped by Langflow)."""
+        return self._get_json(f"/api/v1/flows/{quote(flow_id, safe='')}/versions/{quote(version_id, safe='')}")
+
+    def upload(self, name: str, data: bytes, mime: str) -> str:
+        """Store a file in Langflow (``POST /api/v2/files``, documents and images alike) and return
+        the path a flow's tweak takes."""
+        with self._redacting():
+            response = self._call("POST", "/api/v2/files", files={"file": (name, data, mime or "application/octet-stream")})
+            with response:
+                stored = self._json(response)
+        path = stored.get("path") if isinstance(stored, dict) else None
+        if not isinstance(path, str) or not path:
+            raise LangflowBadResponse(f"Langflow stored {name!r} but did not say where.", detail=_snippet(stored))
+        return path
+
+    def _get_json(self, path: str, **kwargs) -> object:
+        with self._redacting():
+            response = self._call("GET", path, **kwargs)
+            with response:
+                return self._json(response)
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+        """One request to the Langflow API (not a run): a 2xx response, or the error a user can act on."""
+        headers = {"Accept": "application/json"} | ({"x-api-key": self._api_key} if self._api_key else {})
+        try:
+            response = self._http.request(method, f"{self._base_url}{path}", headers=headers, timeout=self._timeout,
+                                          allow_redirects=False, **kwargs)
+        except requests.RequestException as exc:
+            raise self._transport_error(exc) from exc
+        if not 200 <= response.status_code < 300:
+            with response:
+                raise self._status_error(response)
+        return response
+
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _post(self, question: str, *, session_id: str, stream: bool) -> requests.Response:
+    def _post(self, question: str, *, session_id: str, stream: bool, tweaks: dict | None) -> requests.Response:
         """POST the question; answer a 2xx response or raise. A short 429 is waited out once."""
-        body = _request_body(question, session_id)
+        body = _request_body(question, session_id, tweaks)
         response = self._send(body, stream=stream)
         wait = _retry_after(response.headers.get("Retry-After")) if response.status_code == 429 else None
         if wait is not None and wait <= MAX_RETRY_WAIT:
@@ -191,7 +258,8 @@ class LangflowClient:
 
     def _transport_error(self, exc: requests.RequestException) -> LangflowError:
         """Map a requests failure (no usable HTTP answer) to the error a user can act on."""
-        detail = f"{type(exc).__name__} on POST {self._url}: {exc}"
+        sent = exc.request if isinstance(exc.request, requests.PreparedRequest) else None
+        detail = f"{type(exc).__name__} on {sent.method if sent else 'POST'} {sent.url if sent else self._url}: {exc}"
         connect, read = self._timeout
         if isinstance(exc, requests.ConnectTimeout):
             return LangflowTimeout(
@@ -219,13 +287,21 @@ class LangflowClient:
         """Map a non-2xx answer to the error a user can act on."""
         status = response.status_code
         reason = _langflow_reason(response)
-        detail = f"HTTP {status} from POST {self._url}: {_snippet(_body_text(response))}"
+        sent = response.request if isinstance(response.request, requests.PreparedRequest) else None
+        detail = (f"HTTP {status} from {sent.method if sent else 'POST'} {response.url or self._url}: "
+                  f"{_snippet(_body_text(response))}")
+        if status == 422 and _tweaks_refused(response):
+            return LangflowRejected(f"Langflow refused the tweaks: {_sentence(reason or 'a field is protected')}",
+                                    detail=detail)
+        if status == 413:
+            return LangflowRejected(f"Langflow refused the file: {_sentence(reason or 'it is too large')}",
+                                    detail=detail)
         if status in (401, 403):
             return LangflowAuthError(self._auth_message(reason), detail=detail)
         if status == 404:
             return LangflowNotFound(
                 f"Langflow has no flow '{self._flow_id}' ({reason or 'not found'}). "
-                "Check LANGFLOW_FLOW_ID, and that LANGFLOW_URL points at Langflow.",
+                "Check LANGFLOW_FLOW_ID (or LANGFLOW_FLOWS), and that LANGFLOW_URL points at Langflow.",
                 detail=detail,
             )
         if status == 429:
@@ -271,13 +347,19 @@ class LangflowClient:
 # -- request and answer shapes ----------------------------------------------------------------
 
 
-def _request_body(question: str, session_id: str) -> dict:
+def _request_body(question: str, session_id: str, tweaks: dict | None = None) -> dict:
     """The documented body; Langflow silently runs an empty request for an invalid one."""
     if not isinstance(question, str) or not question.strip():
         raise InputError("Type a question before sending.")
     if not isinstance(session_id, str) or not session_id.strip():
         raise InputError("This conversation has no session id; start a new conversation.")
-    return {"input_value": question, "input_type": "chat", "output_type": "chat", "session_id": session_id}
+    body = {"input_value": question, "input_type": "chat", "output_type": "chat", "session_id": session_id}
+    if tweaks:
+        if not isinstance(tweaks, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in tweaks.items()):
+            raise InputError('Tweaks are a JSON object of objects keyed by component id, e.g. {"OpenAIModel-x1y2z": '
+                             '{"temperature": 0.2}}.')
+        body["tweaks"] = tweaks
+    return body
 
 
 def read_answer(payload: dict, *, session_id: str | None = None) -> Answer:
@@ -293,17 +375,23 @@ def read_answer(payload: dict, *, session_id: str | None = None) -> Answer:
             "Try again; if it persists, check that the server runs a supported Langflow version.",
             detail=f"sent session_id {session_id!r}, answer has {payload.get('session_id')!r}",
         )
+    results = [result for result in _component_results(payload) if _first_text(result) is not None]
     outputs = [
-        Output(text=text, label=_label(result), component_id=str(result.get("component_id") or ""),
+        Output(text=_first_text(result), label=_label(result), component_id=str(result.get("component_id") or ""),
                usage=_usage(result))
-        for result in _component_results(payload)
-        if (text := _first_text(result)) is not None
+        for result in results
     ]
+    provenance = {
+        "steps": tuple(step for result in results for step in _block_steps(_first_list(result, _BLOCKS_PATHS))),
+        "model": ", ".join(dict.fromkeys(m for r in results if isinstance(m := _dig(r, _SOURCE_PATH), str) and m))
+        or None,
+        "run_id": next((run for r in results if (run := _run_id(r))), None),
+    }
     if len(outputs) == 1:
-        return Answer(text=outputs[0].text, usage=outputs[0].usage)
+        return Answer(text=outputs[0].text, usage=outputs[0].usage, **provenance)
     if outputs:  # a flow with several Chat Outputs: every one is kept, and all their usage counts
         return Answer(text=combined_text(outputs), usage=summed_usage([o.usage for o in outputs]),
-                      outputs=tuple(outputs))
+                      outputs=tuple(outputs), **provenance)
     raise LangflowBadResponse(
         "Langflow's answer holds no chat message. Check that the flow ends with a Chat Output component.",
         detail=f"no text in {_snippet(payload)}",
@@ -331,6 +419,45 @@ def _label(result: dict) -> str:
         if isinstance(result.get(key), str) and result[key].strip():
             return result[key].strip()
     return ""
+
+
+def _run_id(result: dict) -> str | None:
+    message = _dig(result, ("results", "message"))
+    for path in (("run_id",), ("data", "run_id"), ("session_metadata", "graph_run_id")):
+        if isinstance(run := _dig(message, path), str) and run:
+            return run
+    return None
+
+
+def _first_list(result: dict, paths: tuple[tuple, ...]) -> list:
+    """The first non-empty list at one of ``paths`` (Langflow repeats an item in the second one)."""
+    return next((found for path in paths if isinstance(found := _dig(result, path), list) and found), [])
+
+
+def _block_steps(blocks: object) -> list[Step]:
+    """An agent's tool calls from a message's ``content_blocks`` (``tool_use`` items), in order."""
+    steps = []
+    for block in blocks if isinstance(blocks, list) else []:
+        for item in block.get("contents") or [] if isinstance(block, dict) else []:
+            if isinstance(item, dict) and item.get("type") == "tool_use":
+                steps.append(_tool_use_step(item))
+    return steps
+
+
+def _tool_use_step(item: dict) -> Step:
+    output = item.get("output")
+    error = item.get("error") if isinstance(item.get("error"), str) and item.get("error") else None
+    content = output.get("content") if isinstance(output, dict) else output
+    if error:
+        status = "error"
+    elif output is None:
+        status = "running"
+    else:
+        status = output.get("status") if isinstance(output, dict) and output.get("status") in ("success", "error") \
+            else "success"
+    duration = item.get("duration") if isinstance(item.get("duration"), int) and status != "running" else None
+    return Step(name=str(item.get("name") or "tool"), input=item.get("tool_input"), output=content,
+                status=status, duration_ms=duration, error=error)
 
 
 def _usage(result: dict) -> dict | None:
@@ -386,12 +513,14 @@ def _parse_event(line: bytes | bytearray) -> dict:
 
 def _stream_answer(
     events: Iterator[dict], *, session_id: str, at_end: Callable[[], None] = lambda: None
-) -> Iterator[Token | Answer]:
-    """Tokens as they come, then the Answer from ``end``; an ``error`` event or no ``end`` raises.
+) -> Iterator[Token | Progress | Answer]:
+    """Tokens as they come (and Progress while an agent works), then the Answer from ``end``;
+    an ``error`` event or no ``end`` raises.
 
     ``at_end`` runs once the answer is read, before it is yielded.
     """
     messages: dict[str, dict] = {}  # add_message upserted by id: the latest state of each message
+    agent = _AgentSteps()
     streamed = False
     for event in events:
         kind, data = event["event"], event.get("data")
@@ -400,10 +529,15 @@ def _stream_answer(
             yield Token(chunk, output=str(data.get("id") or ""))
         elif kind == "add_message" and isinstance(data, dict):
             messages[str(data.get("id"))] = data
+            if agent.blocks(messages):
+                yield agent.progress()
+        elif kind in ("log", "build_start") and isinstance(data, dict) and agent.event(kind, data):
+            yield agent.progress()
         elif kind == "error":
-            raise LangflowFlowError(
-                f"The flow failed: {_sentence(_event_reason(data))}", detail=f"error event: {_snippet(data)}"
-            )
+            reason = _event_reason(data)
+            if reason.startswith("Refused tweak"):  # a refused tweak arrives streamed as a lone error event
+                raise LangflowRejected(f"Langflow refused the tweaks: {_sentence(reason)}", detail=_snippet(data))
+            raise LangflowFlowError(f"The flow failed: {_sentence(reason)}", detail=f"error event: {_snippet(data)}")
         elif kind == "end":
             answer = read_answer(
                 data.get("result") if isinstance(data, dict) else None, session_id=session_id
@@ -411,12 +545,80 @@ def _stream_answer(
             at_end()
             if not streamed and answer.text:  # the flow did not stream: show its text now
                 yield Token(answer.text)
-            yield answer
+            yield replace(answer, steps=agent.final(answer.steps))
             return
     raise LangflowBadResponse(
         "Langflow's stream ended before the answer was complete. Try again.",
         detail=f"no end event; {len(messages)} message(s), last text: {_snippet(_last_text(messages))}",
     )
+
+
+class _AgentSteps:
+    """An agent's tool calls while a stream runs.
+
+    Langflow tells them twice: ``log`` events (``Tool Start`` / ``Tool End``, no timing) as they
+    happen, and ``content_blocks`` on the agent's messages (with the tool's run time) a little
+    later. Both list the calls in the order they ran, so the blocks' steps come first and the
+    logged calls the blocks do not cover yet follow them.
+    """
+
+    def __init__(self) -> None:
+        self._logged: dict[str, Step] = {}  # by the tool run's id
+        self._started: dict[str, float] = {}
+        self._from_blocks: tuple[Step, ...] = ()
+        self._doing = ""
+
+    def event(self, kind: str, data: dict) -> bool:
+        """Take a ``log`` or ``build_start`` event; True when what is shown changed."""
+        if kind == "build_start":  # a component starts; a tool's own component says less than its call
+            component = str(data.get("id") or "").rsplit("-", 1)[0].removesuffix("Component")
+            if not component or any(step.status == "running" for step in self._logged.values()):
+                return False
+            self._doing = f"Running {component}…"
+            return True
+        message = data.get("message")
+        if data.get("name") not in ("Tool Start", "Tool End") or not isinstance(message, dict):
+            return False  # chain logs and components' own log lines
+        run = str(message.get("run_id") or message.get("tool_call_id") or len(self._logged))
+        if data["name"] == "Tool Start":
+            name = _dig(message, ("serialized", "name")) or _dig(message, ("metadata", "display_name")) or "tool"
+            self._logged[run] = Step(name=str(name), input=message.get("inputs") or message.get("input_str"))
+            self._started[run] = time.monotonic()
+            self._doing = f"Calling {name}…"
+        elif run in self._logged:
+            output = message.get("output")
+            status = output.get("status") if isinstance(output, dict) else None
+            took = round((time.monotonic() - self._started.get(run, time.monotonic())) * 1000)
+            self._logged[run] = replace(
+                self._logged[run], output=output.get("content") if isinstance(output, dict) else output,
+                status=status if status in ("success", "error") else "success", duration_ms=took,
+            )
+            self._doing = "Working…"
+        return True
+
+    def blocks(self, messages: dict[str, dict]) -> bool:
+        """Take the messages' ``content_blocks``; True when the steps they show changed."""
+        steps = tuple(step for message in messages.values() for step in _block_steps(message.get("content_blocks")))
+        changed = steps != self._from_blocks
+        self._from_blocks = steps
+        return changed
+
+    def steps(self) -> tuple[Step, ...]:
+        return self.final(self._from_blocks)
+
+    def progress(self) -> Progress:
+        return Progress(doing=self._doing, steps=self.steps())
+
+    def final(self, told: tuple[Step, ...]) -> tuple[Step, ...]:
+        """``told`` (steps from content blocks) with the logged calls they do not hold (an inner
+        agent's), and with the end of a call the blocks do not show yet (they lag the logs)."""
+        logged = tuple(self._logged.values())
+        merged = tuple(
+            replace(step, status=log.status, output=log.output, duration_ms=log.duration_ms)
+            if step.status == "running" and n < len(logged) and (log := logged[n]).status != "running" else step
+            for n, step in enumerate(told)
+        )
+        return merged + logged[len(told):]
 
 
 def _read_to_end(response: requests.Response, chunks: Iterator[bytes]) -> None:
@@ -455,6 +657,14 @@ def _answer_as_stream(answer: Answer) -> Iterator[Token | Answer]:
     if answer.text:
         yield Token(answer.text)
     yield answer
+
+
+def _tweaks_refused(response: requests.Response) -> bool:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError, requests.RequestException):
+        return False
+    return isinstance(detail, dict) and detail.get("code") == "TWEAKS_REFUSED"
 
 
 def _event_reason(data: object) -> str:

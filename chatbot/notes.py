@@ -131,7 +131,7 @@ class NotesEngine:
     def __init__(self, index: NotesIndex) -> None:
         self.index = index
 
-    def stream(self, question: str, *, session_id: str) -> Iterator[Token | Answer]:
+    def stream(self, question: str, *, session_id: str, tweaks: dict | None = None) -> Iterator[Token | Answer]:
         """Yield the answer in word groups, then the whole Answer. ``session_id`` is unused."""
         if not question or not question.strip():
             raise InputError("Type a question to search your notes.")

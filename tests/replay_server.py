@@ -273,6 +273,48 @@ def echo_flow(request: Received, *, tokens: bool = False) -> Reply:
     return stream_reply(unstreamed_run(question, session_id=session_id, question=question))
 
 
+# -- the rest of the API: the flow, its versions, files -------------------------------------------
+
+FLOW_NAME = "Replay flow"
+FILE_COMPONENT = "File-Rp1aY"
+
+
+def flow_graph(*, file_input: bool = False) -> dict:
+    """A flow's ``data`` as ``GET /api/v1/flows/{id}`` gives it: Chat Input -> Chat Output (and a
+    Read File component with ``file_input``)."""
+    nodes = [{"id": CHAT_INPUT, "data": {"type": "ChatInput", "node": {"template": {}}}},
+             {"id": CHAT_OUTPUT, "data": {"type": "ChatOutput", "node": {"template": {}}}}]
+    if file_input:
+        nodes.append({"id": FILE_COMPONENT, "data": {"type": "File", "node": {"template": {"path": {"value": []}}}}})
+    return {"nodes": nodes, "edges": []}
+
+
+def flow_api(*, name: str = FLOW_NAME, file_input: bool = False, versions: list[dict] | None = None,
+             token: str = "token-1") -> dict[tuple[str, str], Reply]:
+    """Answers for the flow ``FLOW_ID``: itself, its version token, its saved versions (each
+    ``{"id", "version_number", "data"}``), and the flows list; for ``ReplayServer.api``."""
+    graph = flow_graph(file_input=file_input)
+    flow = {"id": FLOW_ID, "name": name, "endpoint_name": "replay-flow", "data": graph, "version_token": token}
+    listed = [{k: v for k, v in version.items() if k != "data"} for version in versions or []]
+    routes = {
+        ("GET", f"/api/v1/flows/{FLOW_ID}"): json_reply(flow),
+        ("GET", f"/api/v1/flows/{FLOW_ID}/version-state"): json_reply({"version_token": token}),
+        ("GET", f"/api/v1/flows/{FLOW_ID}/versions/"): json_reply({"entries": listed, "max_entries": 50}),
+        ("GET", "/api/v1/flows/"): json_reply([{k: v for k, v in flow.items() if k != "data"}]),
+    }
+    for version in versions or []:
+        routes[("GET", f"/api/v1/flows/{FLOW_ID}/versions/{version['id']}")] = json_reply(version)
+    return routes
+
+
+def stored_file(request: Received) -> Reply:
+    """``POST /api/v2/files``: the file "stored" under a user folder, as Langflow 1.13 answers."""
+    name = request.raw.split(b'filename="', 1)[-1].split(b'"', 1)[0].decode() or "upload"
+    stem = name.rsplit(".", 1)[0]
+    return json_reply({"id": str(uuid.uuid4()), "name": stem, "path": f"user-1/{name}", "size": len(request.raw),
+                       "provider": None}, status=201)
+
+
 # -- the server ----------------------------------------------------------------------------------
 
 
@@ -280,8 +322,11 @@ class ReplayServer:
     """Threaded HTTP server on 127.0.0.1 (a free port unless ``port``); use ``with ReplayServer() as server:``."""
 
     def __init__(self, *, default: Responder = echo_flow, port: int = 0, nodelay: bool = False) -> None:
-        self.requests: list[Received] = []
+        self.requests: list[Received] = []  # the runs
+        self.api_requests: list[Received] = []  # everything else: the flow, its versions, files
         self.default = default  # answers when nothing is queued
+        # Answers to the rest of the API by (method, path): the flow FLOW_ID, and file uploads.
+        self.api: dict[tuple[str, str], Reply | Responder] = {**flow_api(), ("POST", "/api/v2/files"): stored_file}
         self.disconnected = threading.Event()  # set when a client left in the middle of an answer
         self.stopping = threading.Event()
         self._queue: deque[Reply | Responder] = deque()
@@ -363,14 +408,21 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path == "/health_check":
             self._send(json_reply({"status": "ok", "chat": "ok", "db": "ok"}))
         else:
-            self._send(json_reply({"detail": "Not Found"}, status=404))
+            self._send(self._api_reply(self._receive()))
 
     def do_POST(self) -> None:
         request = self._receive()
         if request.path.startswith(RUN_PREFIX):
             self._send(self.replay.next_reply(request))
         else:
-            self._send(json_reply({"detail": "Not Found"}, status=404))
+            self._send(self._api_reply(request))
+
+    def _api_reply(self, request: Received) -> Reply:
+        self.replay.api_requests.append(request)
+        reply = self.replay.api.get((request.method, request.path))
+        if reply is None:
+            return json_reply({"detail": "Not Found"}, status=404)
+        return reply if isinstance(reply, Reply) else reply(request)
 
     def _receive(self) -> Received:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatbot.engine import Answer, Token
+from chatbot.engine import Answer, Progress, Step, Token
 from chatbot.errors import (
     InputError,
     LangflowAuthError,
@@ -788,3 +788,123 @@ def test_every_output_of_a_flow_is_in_the_answer_with_its_label_and_usage(langfl
 def test_an_answer_with_one_output_has_no_output_list():
     answer = read_answer(run_result("only one", session_id=SESSION))
     assert (answer.text, answer.outputs) == ("only one", ())
+
+
+# -- agents, provenance, tweaks, files (recorded from a real Langflow 1.13) ---------------------------
+
+RECORDINGS = RECORDED.parent
+LANGFLOW_ANSWERS = json.loads((RECORDINGS / "langflow_answers.json").read_text())
+
+
+def recorded_stream(name: str) -> list[bytes]:
+    return [chunk + b"\n\n" for chunk in (RECORDINGS / name).read_bytes().split(b"\n\n") if chunk.strip()]
+
+
+def recorded_answer(key: str):
+    """One of the answers in tests/recorded/langflow_answers.json, as the replay server sends it."""
+    recorded = LANGFLOW_ANSWERS[key]
+    if isinstance(recorded["body"], str):  # a stream
+        return stream_reply([recorded["body"].encode()])
+    return json_reply(recorded["body"], status=recorded["status"])
+
+
+CALCULATOR = Step(name="evaluate_expression", input={"expression": "12*7+3"}, output='{"result": "87"}',
+                  status="success", duration_ms=0)
+
+
+def test_an_agent_stream_shows_the_tool_call_as_it_runs_and_keeps_it_in_the_answer(langflow):
+    langflow.answer(stream_reply(recorded_stream("agent_stream.jsonl")))
+    events = list(make_client(langflow).stream("What is 12*7+3?", session_id="s-agent"))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[0].doing == "Calling evaluate_expression…" and progress[0].steps[0].status == "running"
+    assert progress[0].steps[0].input == {"expression": "12*7+3"}
+    first_token = next(n for n, e in enumerate(events) if isinstance(e, Token))
+    assert all(isinstance(e, Progress) for e in events[:first_token])  # the step shows before any text
+    answer = events[-1]
+    assert answer.steps == (CALCULATOR,)
+    assert (answer.text, answer.model, answer.run_id) == (
+        'The calculator says {"result": "87"}.', "gpt-4o-mini", "cb1c0aeb-ec6b-42df-ac4b-54fa9191a699")
+    assert "".join(e.text for e in events if isinstance(e, Token)) == answer.text
+
+
+def test_an_agent_answer_not_streamed_lists_each_tool_call_once():
+    answer = read_answer(json.loads((RECORDINGS / "agent_run.json").read_text()), session_id="s-agent-2")
+    assert [(s.name, s.input, s.output, s.status) for s in answer.steps] == [
+        ("evaluate_expression", {"expression": "12*7+3"}, '{"result": "87"}', "success")]
+    assert answer.model == "gpt-4o-mini" and answer.run_id
+
+
+def test_a_tool_still_running_is_a_running_step_and_an_error_is_an_error():
+    running = {"type": "tool_use", "duration": 10, "name": "search", "tool_input": {"q": "x"}, "output": None,
+               "header": {"title": "Accessing **search**"}}
+    failed = {"type": "tool_use", "duration": 5, "name": "search", "tool_input": {}, "output": None,
+              "error": "Error using search: timeout"}
+    result = run_result("done", session_id=SESSION)
+    result["outputs"][0]["outputs"][0]["results"]["message"]["content_blocks"] = [
+        {"title": "Agent Steps", "contents": [running, failed, {"type": "text", "text": "done"}]}]
+    steps = read_answer(result).steps
+    assert [(s.status, s.duration_ms, s.error) for s in steps] == [
+        ("running", None, None), ("error", 5, "Error using search: timeout")]
+
+
+def test_tweaks_go_in_the_body_and_malformed_ones_are_refused_before_sending(langflow, client):
+    client.run("Hello", session_id=SESSION, tweaks={"OpenAIModel-x1": {"temperature": 0.2}})
+    assert langflow.requests[-1].body["tweaks"] == {"OpenAIModel-x1": {"temperature": 0.2}}
+    with pytest.raises(InputError, match="keyed by component id"):
+        client.run("Hello", session_id=SESSION, tweaks={"OpenAIModel-x1": 0.2})
+    assert len(langflow.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["run", "stream"])
+def test_a_refused_tweak_says_what_langflow_refused(langflow, client, mode):
+    key = "POST /api/v1/run (tweak on code)" if mode == "run" else "POST /api/v1/run?stream=true (tweak on code)"
+    langflow.answer(recorded_answer(key))
+    with pytest.raises(LangflowRejected) as refused:
+        ask(client, mode)
+    assert str(refused.value).startswith("Langflow refused the tweaks: ")
+    assert "The field is protected and keeps the value set by the flow author." in str(refused.value)
+
+
+def test_an_upload_answers_the_path_a_tweak_takes(langflow, client):
+    langflow.api[("POST", "/api/v2/files")] = recorded_answer("POST /api/v2/files")
+    path = client.upload("launch-notes.txt", b"The launch code is 4711.", "text/plain")
+    assert path == LANGFLOW_ANSWERS["POST /api/v2/files"]["body"]["path"]
+    upload = langflow.api_requests[-1]
+    assert upload.headers["x-api-key"] == KEY and b'filename="launch-notes.txt"' in upload.raw
+    assert b"The launch code is 4711." in upload.raw
+
+
+def test_a_file_langflow_finds_too_large_is_refused_with_its_reason(langflow, client):
+    detail = {"detail": "File size is larger than the maximum file size 1024MB."}
+    langflow.api[("POST", "/api/v2/files")] = json_reply(detail, status=413)
+    with pytest.raises(LangflowRejected, match="Langflow refused the file: File size is larger"):
+        client.upload("big.pdf", b"%PDF", "application/pdf")
+
+
+def test_a_flow_that_needs_a_file_and_got_none_says_so(langflow, client):
+    langflow.answer(recorded_answer("POST /api/v1/run (file flow without a file)"))
+    with pytest.raises(LangflowFlowError, match="No files to process"):
+        client.run("What is the launch code?", session_id=SESSION)
+
+
+def test_the_flow_its_versions_and_its_version_state_are_read_with_the_key(langflow, client):
+    flow = json.loads((RECORDINGS / "flow.json").read_text())
+    versions = json.loads((RECORDINGS / "flow_versions.json").read_text())
+    langflow.api.update({
+        ("GET", f"/api/v1/flows/{FLOW_ID}"): json_reply(flow),
+        ("GET", f"/api/v1/flows/{FLOW_ID}/versions/"): json_reply(versions),
+    })
+    assert client.get_flow(FLOW_ID)["name"] == flow["name"]
+    assert [v["version_number"] for v in client.list_versions(FLOW_ID)] == [
+        v["version_number"] for v in versions["entries"]]
+    assert all(r.headers["x-api-key"] == KEY for r in langflow.api_requests)
+
+
+def test_a_langflow_without_version_history_has_no_versions(langflow, client):
+    del langflow.api[("GET", f"/api/v1/flows/{FLOW_ID}/versions/")]
+    assert client.list_versions(FLOW_ID) == []
+
+
+def test_an_unknown_flow_is_not_found(langflow, client):
+    with pytest.raises(LangflowNotFound):
+        client.get_flow("00000000-0000-4000-8000-000000000000")
