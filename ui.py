@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 
 from chatbot import resources
+from chatbot.engine import Progress
 from chatbot.errors import ChatbotError
 from chatbot.history import MAX_SEARCH_CHARS
 from chatbot.render import live_html, plain_text, safe_html
@@ -203,12 +204,12 @@ def copy_button(message) -> None:
         st.code(message.content, language="markdown", wrap_lines=True)
 
 
-def live_answer(slot, outputs: list[tuple[str, int]], *, stopping: bool) -> None:
-    """The answer while it streams: one block per output, its newest part past a few pages."""
-    if not outputs:
-        slot.status("Stopping…" if stopping else "Thinking…", state="running")
-        return
+def live_answer(slot, outputs: list[tuple[str, int]], progress: Progress, *, stopping: bool) -> None:
+    """The answer while it streams: one block per output, its newest part past a few pages; an
+    agent's steps so far; before any text, the step running now instead of a bare "Thinking…"."""
     with slot.container():
+        if not outputs:
+            st.status("Stopping…" if stopping else plain_text(progress.doing) or "Thinking…", state="running")
         for n, (text, length) in enumerate(outputs, 1):
             if len(outputs) > 1:
                 st.caption(f"Output {n}")
@@ -216,7 +217,8 @@ def live_answer(slot, outputs: list[tuple[str, int]], *, stopping: bool) -> None
                 st.caption(f"Streaming: {length:,} characters so far; the newest are shown.")
                 text = text.partition("\n\n")[2] or text  # from a block's start: blocks stay the same
             st.markdown(live_html(text + " ▌", resources.settings().allowed_image_hosts), unsafe_allow_html=True)
-        if stopping:
+        agent_steps([step.stored() for step in progress.steps], running=True)
+        if stopping and outputs:
             st.caption("Stopping…")
 
 

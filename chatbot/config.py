@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets as secrets_lib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,6 +27,21 @@ MIN_PRODUCTION_KEY_LENGTH = 32
 MIN_API_KEY_LENGTH = 6  # the client scrubs keys from error texts; a shorter one would garble words
 
 
+NOTES = "notes"  # the catalog key of the built-in notes engine
+IMAGE_TYPES = frozenset({"png", "jpg", "jpeg", "gif", "webp"})  # go to the Chat Input, for a model that sees
+DEFAULT_UPLOAD_TYPES = ("pdf", "txt", "md", "csv", "json", "docx", "html", *sorted(IMAGE_TYPES))
+
+
+@dataclass(frozen=True)
+class FlowEntry:
+    """One flow of the catalog: what to run (a Langflow flow id or endpoint name), what analysts
+    see it as, and the tweaks sent with every question to it."""
+
+    flow: str
+    label: str
+    tweaks: Mapping = field(default_factory=dict, hash=False)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the app reads. The README's configuration table lists each ``env`` name."""
@@ -35,7 +51,13 @@ class Settings:
     langflow_flow_id: str | None = None
     langflow_api_key: str | None = None
     langflow_timeout: float = 120.0
+    # Every flow analysts may pick; LANGFLOW_FLOW_ID alone is a catalog of one.
+    langflow_flows: tuple[FlowEntry, ...] = ()
     notes_dir: Path = Path("notes")
+    # The notes engine is a choice when nothing else answers, or when NOTES_DIR is set with Langflow.
+    notes_engine: bool = field(default=True, metadata={"derived": True})  # not a setting of its own
+    max_upload_mb: float = 20.0
+    upload_types: tuple[str, ...] = DEFAULT_UPLOAD_TYPES
     auth_cookie_key: str | None = None
     auth_cookie_name: str = "chatbot_auth"
     auth_cookie_days: float = 30.0
@@ -52,6 +74,17 @@ class Settings:
     def uses_langflow(self) -> bool:
         return self.langflow_url is not None
 
+    def choices(self) -> list[str]:
+        """The catalog keys an analyst may pick for a new conversation, the default first: each
+        flow's ``flow``, and ``NOTES`` for the notes engine."""
+        return [entry.flow for entry in self.langflow_flows] + ([NOTES] if self.notes_engine else [])
+
+    def flow_entry(self, key: str | None) -> FlowEntry | None:
+        """The catalog entry of ``key`` (None: the default); None for the notes engine or a flow
+        no longer in the catalog."""
+        key = key or (self.choices() or [None])[0]
+        return next((entry for entry in self.langflow_flows if entry.flow == key), None)
+
     @property
     def is_production(self) -> bool:
         return self.chatbot_env == PRODUCTION
@@ -66,7 +99,7 @@ class Settings:
 
 def setting_names() -> list[str]:
     """The environment-variable names of every setting (the README documents each)."""
-    return [f.name.upper() for f in fields(Settings)]
+    return [f.name.upper() for f in fields(Settings) if not f.metadata.get("derived")]
 
 
 def load_settings(
@@ -77,17 +110,25 @@ def load_settings(
 
     ``check_engine=False`` skips the answering engine's checks (the command line needs none).
     """
-    raw = _merge(os.environ if environ is None else environ, secrets or {})
+    environ, secrets = os.environ if environ is None else environ, secrets or {}
+    raw = _merge(environ, secrets)
     env = raw.get("CHATBOT_ENV", DEVELOPMENT).strip().lower()
     if env not in (DEVELOPMENT, PRODUCTION):
         raise ConfigError("CHATBOT_ENV", f"must be '{DEVELOPMENT}' or '{PRODUCTION}', not {env!r}.")
+    langflow_url = _langflow_url(raw.get("LANGFLOW_URL"))
+    flow_id = raw.get("LANGFLOW_FLOW_ID") or None
+    catalog = _catalog(_structured(environ, secrets, "LANGFLOW_FLOWS"), flow_id) if langflow_url else ()
     settings = Settings(
         database_url=_database_url(raw.get("DATABASE_URL", Settings.database_url)),
-        langflow_url=_langflow_url(raw.get("LANGFLOW_URL")),
-        langflow_flow_id=raw.get("LANGFLOW_FLOW_ID") or None,
+        langflow_url=langflow_url,
+        langflow_flow_id=flow_id,
         langflow_api_key=raw.get("LANGFLOW_API_KEY") or None,
         langflow_timeout=_number(raw, "LANGFLOW_TIMEOUT", Settings.langflow_timeout, float),
+        langflow_flows=catalog,
         notes_dir=Path(raw.get("NOTES_DIR") or Settings.notes_dir),
+        notes_engine=not langflow_url or "NOTES_DIR" in raw,
+        max_upload_mb=_number(raw, "MAX_UPLOAD_MB", Settings.max_upload_mb, float),
+        upload_types=_file_types(raw.get("UPLOAD_TYPES")),
         auth_cookie_key=_cookie_key(raw.get("AUTH_COOKIE_KEY"), env),
         auth_cookie_name=raw.get("AUTH_COOKIE_NAME") or Settings.auth_cookie_name,
         auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
@@ -109,9 +150,81 @@ def load_settings(
 def _merge(environ: Mapping[str, str], secrets: Mapping[str, object]) -> dict[str, str]:
     """Environment first, then top-level scalar secrets; empty strings count as unset."""
     names = setting_names()
-    merged = {n: str(secrets[n]) for n in names if n in secrets and secrets[n] not in (None, "")}
+    merged = {
+        n: str(secrets[n]) for n in names
+        if n in secrets and secrets[n] not in (None, "") and not isinstance(secrets[n], (Mapping, list))
+    }
     merged.update({n: environ[n] for n in names if environ.get(n, "").strip()})
     return {k: v.strip() for k, v in merged.items()}
+
+
+def _structured(environ: Mapping[str, str], secrets: Mapping[str, object], name: str) -> object:
+    """A setting that is a structure: JSON text in the environment, or a TOML table or array in
+    the secrets (or JSON text there too)."""
+    value = environ.get(name, "").strip() or secrets.get(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        return json.loads(json.dumps(value))  # st.secrets' AttrDicts as plain dicts and lists
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(name, f"is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+
+
+def _catalog(value: object, flow_id: str | None) -> tuple[FlowEntry, ...]:
+    """LANGFLOW_FLOWS as entries: a list of flow ids (or endpoint names) or of tables with ``flow``
+    (or ``id``), an optional ``label`` and ``tweaks``; or a table of such tables keyed by label.
+    Without it, LANGFLOW_FLOW_ID is a catalog of one."""
+    if value is None:
+        return (FlowEntry(flow_id, flow_id),) if flow_id else ()
+    items = list(value.items()) if isinstance(value, Mapping) else [(None, item) for item in value] \
+        if isinstance(value, list) else None
+    if not items:
+        raise ConfigError("LANGFLOW_FLOWS", "must be a non-empty list of flows, e.g. "
+                          '[{"flow": "<flow id or endpoint name>", "label": "Notes RAG"}].')
+    entries = tuple(_flow_entry(key, item) for key, item in items)
+    for attribute in ("flow", "label"):
+        seen = [getattr(entry, attribute) for entry in entries]
+        if twice := sorted({name for name in seen if seen.count(name) > 1}):
+            raise ConfigError("LANGFLOW_FLOWS", f"names the {attribute} {twice[0]!r} twice; each must be unique.")
+    if NOTES in [entry.flow for entry in entries]:
+        raise ConfigError("LANGFLOW_FLOWS", f"{NOTES!r} names the built-in notes engine; use another flow name.")
+    return entries
+
+
+def _flow_entry(key: str | None, item: object) -> FlowEntry:
+    if isinstance(item, str):
+        item = {"flow": item}
+    if not isinstance(item, Mapping):
+        raise ConfigError("LANGFLOW_FLOWS", f"each flow is a flow id or a table with 'flow', not {item!r}.")
+    flow = str(item.get("flow") or item.get("id") or "").strip()
+    if not flow:
+        raise ConfigError("LANGFLOW_FLOWS", f"the entry {key or dict(item)!r} has no 'flow' (the flow's id or endpoint name).")
+    tweaks = item.get("tweaks") or {}
+    if not isinstance(tweaks, Mapping) or not all(isinstance(t, Mapping) for t in tweaks.values()):
+        raise ConfigError("LANGFLOW_FLOWS", f"the tweaks of {flow!r} must be a table of tables keyed by component "
+                          'id, e.g. {"OpenAIModel-x1y2z": {"temperature": 0.2}}.')
+    unknown = sorted(set(item) - {"flow", "id", "label", "tweaks"})
+    if unknown:
+        raise ConfigError("LANGFLOW_FLOWS", f"the entry for {flow!r} has an unknown key {unknown[0]!r} "
+                          "(use flow, label and tweaks).")
+    label = " ".join(str(item.get("label") or key or flow).split())
+    return FlowEntry(flow=flow, label=label, tweaks=json.loads(json.dumps(tweaks)))
+
+
+def _file_types(value: str | None) -> tuple[str, ...]:
+    """UPLOAD_TYPES: file extensions separated by commas or spaces, without dots; "" or "none" turns
+    attachments off."""
+    if value is None:
+        return DEFAULT_UPLOAD_TYPES
+    types = tuple(dict.fromkeys(t.strip().lower().lstrip(".") for t in value.replace(",", " ").split()))
+    if types == ("none",):
+        return ()
+    for kind in types:
+        if not re.fullmatch(r"[a-z0-9]{1,10}", kind):
+            raise ConfigError("UPLOAD_TYPES", f"{kind!r} is not a file extension; list them like pdf, txt, png.")
+    return types
 
 
 def _database_url(value: str) -> str:
@@ -191,13 +304,14 @@ def _check_engine(settings: Settings) -> None:
             raise ConfigError(
                 "LANGFLOW_API_KEY", "looks truncated: Langflow API keys are long (sk-…). Paste the whole key."
             )
-        if not settings.langflow_flow_id:
+        if not settings.langflow_flows:
             raise ConfigError(
                 "LANGFLOW_FLOW_ID",
-                "is required when LANGFLOW_URL is set. Copy the flow's id from Langflow "
-                "(Share → API access) or unset LANGFLOW_URL to use the built-in notes engine.",
+                "is required when LANGFLOW_URL is set (or LANGFLOW_FLOWS, a list of flows). Copy the flow's id "
+                "from Langflow (Share → API access) or unset LANGFLOW_URL to use the built-in notes engine.",
             )
-        return
+        if not settings.notes_engine:
+            return
     notes = settings.notes_dir
     if not notes.is_dir() or not os.access(notes, os.R_OK | os.X_OK):
         raise ConfigError(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.chat import Turn
+from chatbot.engine import Progress
 from chatbot.store import Actor
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class LiveAnswer:
     def outputs(self) -> list[tuple[str, int]]:
         """What has arrived so far: per output, its newest LIVE_CHARS characters and its length."""
         return self.turn.live_outputs(tail=LIVE_CHARS)
+
+    @property
+    def progress(self) -> Progress:
+        """What an agent is doing now, and its steps so far."""
+        return self.turn.progress
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the end of the answer; True once it is saved."""

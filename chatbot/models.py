@@ -94,7 +94,7 @@ class Message(Base):
     total_tokens: Mapped[int | None] = mapped_column(Integer)
     # A flow with several Chat Outputs: [{"text", "label", "component_id", "usage"}] in the flow's
     # order (content holds them all as one text). None for an answer with one output.
-    outputs: Mapped[list | None] = mapped_column(JSON)
+    outputs: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     # Versions of a turn (regenerate, edit, Retry): an answer replies to a question; each later
     # version points at version 1 of its role in the turn; only the newest version is current.
     reply_to: Mapped[int | None] = mapped_column(Integer)
@@ -107,11 +107,11 @@ class Message(Base):
     flow_version: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(200))
     run_id: Mapped[str | None] = mapped_column(String(64))
-    tweaks: Mapped[dict | None] = mapped_column(JSON)
+    tweaks: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     # An agent's tool calls: [{"name", "input", "output", "status", "duration_ms", "error"}], in order.
-    steps: Mapped[list | None] = mapped_column(JSON)
+    steps: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     # On a question: the files attached, [{"name", "size", "type", "path"}]; the bytes stay in Langflow.
-    files: Mapped[list | None] = mapped_column(JSON)
+    files: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
 
     __table_args__ = (
         Index("ix_messages_conversation", "conversation_id", "id"),

@@ -11,9 +11,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot import db
-from chatbot.config import Settings, load_settings
+from chatbot.config import NOTES, Settings, load_settings
 from chatbot.engine import ChatBackend
-from chatbot.errors import StoreError
+from chatbot.errors import ConfigError, StoreError
+from chatbot.flows import FlowDirectory, Route
 from chatbot.langflow import LangflowClient, make_http_session
 from chatbot.logs import configure_logging
 from chatbot.notes import NotesEngine, NotesIndex, notes_signature
@@ -76,12 +77,37 @@ def notes_index(notes_dir: str, fingerprint: str) -> NotesIndex:
     return index
 
 
-def backend(config: Settings) -> ChatBackend:
-    """The engine that answers: the Langflow flow when configured, else the notes engine."""
-    if config.uses_langflow:
-        return LangflowClient(
-            base_url=config.langflow_url, flow_id=config.langflow_flow_id,
-            api_key=config.langflow_api_key, timeout=config.langflow_timeout, http=http_session(),
-        )
-    notes_dir = str(config.notes_dir)
-    return NotesEngine(notes_index(notes_dir, notes_fingerprint(notes_dir)))
+def backend(config: Settings, flow: str | None = None) -> ChatBackend:
+    """The engine that answers a conversation: the catalog flow it asks (None: the default one),
+    or the notes engine. A flow no longer in the catalog is still asked, by its id."""
+    key = flow or (config.choices() or [NOTES])[0]
+    if key == NOTES:
+        notes_dir = str(config.notes_dir)
+        return NotesEngine(notes_index(notes_dir, notes_fingerprint(notes_dir)))
+    if not config.uses_langflow:
+        raise ConfigError("LANGFLOW_URL", f"is not set, and this conversation asks the Langflow flow {key!r}. "
+                          "Start a new chat to ask your notes, or set LANGFLOW_URL again.")
+    return LangflowClient(
+        base_url=config.langflow_url, flow_id=key, api_key=config.langflow_api_key,
+        timeout=config.langflow_timeout, http=http_session(),
+    )
+
+
+def route(config: Settings, flow: str | None = None) -> Route:
+    """Where a conversation's questions go: its catalog flow (None: the default) with the
+    catalog's tweaks and the directory that knows the flow, or the notes engine."""
+    key = flow or (config.choices() or [NOTES])[0]
+    engine = backend(config, key)
+    if engine.engine != "langflow":
+        return Route(engine)
+    entry = config.flow_entry(key)
+    directory = flow_directory(config.langflow_url, config.langflow_api_key, config.langflow_timeout)
+    return Route(engine, key, directory, tweaks=entry.tweaks if entry else {})
+
+
+@st.cache_resource(show_spinner=False)
+def flow_directory(langflow_url: str, api_key: str | None, timeout: float) -> FlowDirectory:
+    """What Langflow says of the catalog's flows (names, versions, file inputs), one per process."""
+    http = http_session()
+    return FlowDirectory(lambda key: LangflowClient(
+        base_url=langflow_url, flow_id=key, api_key=api_key, timeout=timeout, http=http))

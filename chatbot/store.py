@@ -361,9 +361,15 @@ def edit_question(session: Session, actor: Actor, conversation_id: int, text: st
     question.current = False
     root = question.version_of or question.id
     return append_message(
-        session, actor, conversation_id, role="user", content=text,
+        session, actor, conversation_id, role="user", content=text, files=question.files,
         version_of=root, version=_newest_version(session, root) + 1,
     )
+
+
+def set_question_files(session: Session, actor: Actor, question_id: int, files: list[dict]) -> None:
+    """Record where the question's files are in Langflow, once uploaded (the names came with it)."""
+    question = _owned_message(session, actor, question_id)
+    question.files = [dict(f) for f in files] or None
 
 
 def answer_version(session: Session, actor: Actor, answer_id: int, version: int) -> tuple[Message, Message | None]:

@@ -4,11 +4,15 @@ An answer streams in a thread of its own (chatbot.live): this page draws what ha
 and a rerun, asked for or not, draws it again instead of ending it.
 """
 
+import json
+
 import streamlit as st
 
 import ui
-from chatbot import chat, live, resources, store
-from chatbot.errors import ChatbotError
+from chatbot import chat, flows, live, resources, store
+from chatbot.config import NOTES
+from chatbot.engine import Attachment
+from chatbot.errors import ChatbotError, InputError
 
 RECENT = 50  # messages shown at first; older ones on demand
 SIDEBAR_PAGE = 30  # conversations listed at first, and added by "Show more"
@@ -80,16 +84,64 @@ def sidebar(conversation_id) -> None:
         ui.close_sidebar_on_mobile(picked)
 
 
-def header(backend, conversation) -> None:
+def chosen_flow(conversation) -> str:
+    """The flow this chat asks: the open conversation's own, or for a new chat the one picked
+    (the catalog's first by default). Only a new chat has the picker."""
+    choices = settings.choices() or [NOTES]
+    if conversation is not None:
+        return conversation.flow or choices[0]
+    if len(choices) == 1:
+        return choices[0]
+    if st.session_state.get("chat_flow") not in choices:
+        st.session_state["chat_flow"] = choices[0]
+    problems = {key: flow_problem(key) for key in choices}
+    picked = st.selectbox("Flow", choices, key="chat_flow", help="The flow that answers this new chat.",
+                          format_func=lambda key: flow_label(key) + (" (unavailable)" if problems[key] else ""))
+    return picked
+
+
+def flow_problem(key: str) -> str | None:
+    """Why a catalog flow cannot answer now (Langflow down, no such flow), or None."""
+    if key == NOTES:
+        return None
+    return directory.problem(key) if directory else None
+
+
+def flow_info(key: str):
+    """What Langflow said of the flow lately (name, version, file inputs), or None."""
+    if key == NOTES or directory is None or flow_problem(key):
+        return None
+    return directory.info(key, fresh=False)
+
+
+def flow_label(key: str) -> str:
+    """As typed: a select box shows its options as plain text; plain_text it for Markdown."""
+    return flows.label_of(settings, key, flow_info(key))
+
+
+def header(conversation) -> str:
+    """The title, the flow picker of a new chat, and what answers; returns the chat's flow."""
     st.title(ui.plain_text(conversation.title if conversation is not None else "New chat"))
-    if backend.engine == "notes":
+    key = chosen_flow(conversation)
+    about_flow(key)
+    return key
+
+
+def about_flow(key: str) -> None:
+    if key == NOTES:
         note = f"Answering from your notes in `{settings.notes_dir}`."
-        if actor.is_admin:
+        if actor.is_admin and not settings.uses_langflow:
             note += (" To answer with a Langflow flow, set `LANGFLOW_URL`, `LANGFLOW_FLOW_ID` and "
                      "`LANGFLOW_API_KEY` (see the README).")
         st.caption(note)
-    else:
-        st.caption(f"Answering with the Langflow flow {ui.plain_text(backend.label)}.")
+        return
+    info = flow_info(key)
+    version = f" ({info.version})" if info and info.version else ""
+    st.caption(ui.plain_text(f"Answering with the Langflow flow {flow_label(key)}{version}."))
+    if problem := flow_problem(key):
+        st.warning(ui.plain_text(f"This flow cannot answer right now: {problem}" if actor.is_admin else
+                                 "This flow cannot answer right now. Try again in a minute, pick another flow "
+                                 "for a new chat, or tell your admin."), icon=":material/cloud_off:")
 
 
 def load_conversation(conversation_id):
@@ -268,17 +320,22 @@ def feedback_widgets(message, given) -> None:
                       on_change=save_feedback, args=(message.id,))
 
 
-def start_turn(prompt, asked, backend, conversation_id):
+def start_turn(sent, asked, route, conversation_id):
     """Save the question (or take the last one again, or as edited) and start its answer; None if
-    nothing to do. ``asked`` is a request from Regenerate, Retry or an edit's Send."""
+    nothing to do. ``sent`` is what the chat input gave; ``asked`` a request from Regenerate,
+    Retry or an edit's "Save and send"."""
     action, edited = asked or (None, None)
+    prompt, attachments = question_and_files(sent)
     try:
-        if prompt is not None:
-            turn = chat.ask(db, actor, conversation_id, prompt, backend, max_chars=settings.max_message_chars)
+        tweaks = admin_tweaks(route)
+        if sent is not None:
+            turn = chat.ask(db, actor, conversation_id, prompt or "", route, max_chars=settings.max_message_chars,
+                            attachments=attachments, limits=limits, tweaks=tweaks)
         elif action == "regenerate" and conversation_id is not None:
-            turn = chat.regenerate(db, actor, conversation_id, backend)
+            turn = chat.regenerate(db, actor, conversation_id, route, tweaks=tweaks)
         elif action == "edit" and conversation_id is not None:
-            turn = chat.edit(db, actor, conversation_id, edited or "", backend, max_chars=settings.max_message_chars)
+            turn = chat.edit(db, actor, conversation_id, edited or "", route, max_chars=settings.max_message_chars,
+                             tweaks=tweaks)
         else:
             return None
         if turn is None:
@@ -292,12 +349,67 @@ def start_turn(prompt, asked, backend, conversation_id):
             st.code(prompt, language=None)
         return None
     st.session_state.pop("chat_editing", None)
+    st.session_state["chat_tweaks_sent"] = tweaks is not None  # the box empties on the next run
     if turn.conversation_id != conversation_id:
         open_conversation(turn.conversation_id)
-    if prompt is not None:
+    if sent is not None:
         with st.chat_message("user"):
             ui.question_body(turn.question)
+            ui.attached_files([{"name": a.name, "size": a.size} for a in attachments])
     return streaming
+
+
+def question_and_files(sent) -> tuple[str | None, tuple[Attachment, ...]]:
+    """The chat input's text and files (it gives a plain string when it takes no files)."""
+    if sent is None or isinstance(sent, str):
+        return sent, ()
+    files = tuple(Attachment(f.name, f.type or "", f.getvalue()) for f in sent.files or [])
+    return sent.text, files
+
+
+def admin_tweaks(route) -> dict | None:
+    """An admin's tweaks for the next question, from the Advanced panel; None when there are none.
+    Refused (InputError) when they are not JSON or name a component the flow does not have."""
+    text = st.session_state.get("chat_tweaks_text", "") if actor.is_admin else ""
+    tweaks = flows.parse_tweaks(text or "")
+    if not tweaks:
+        return None
+    info = flow_info(route.key)
+    if info is not None and (unknown := flows.unknown_components(tweaks, info)):
+        raise InputError(f"This flow has no component {unknown[0]!r}; its components are "
+                         f"{', '.join(sorted(info.components))}. Nothing was sent.")
+    return tweaks
+
+
+def advanced_panel(route) -> None:
+    """Admins: tweaks to try on the next question only (sent, logged and kept with its answer)."""
+    if not actor.is_admin or route.directory is None:
+        return
+    if st.session_state.pop("chat_tweaks_sent", False):
+        st.session_state["chat_tweaks_text"] = ""
+    info = flow_info(route.key)
+    with st.expander("Advanced: tweaks for the next question", icon=":material/tune:"):
+        st.text_area("Tweaks (JSON, by component id)", key="chat_tweaks_text", height=100,
+                     placeholder='{"OpenAIModel-x1y2z": {"temperature": 0.2}}')
+        if info is not None:
+            st.caption(ui.plain_text("Components: " + ", ".join(sorted(info.components))))
+        if route.tweaks:
+            st.caption("Sent with every question (LANGFLOW_FLOWS):")
+            st.code(json.dumps(route.tweaks, indent=1), language="json")
+
+
+def composer(route):
+    """The question box; it takes files when the flow has somewhere to put them. It stays open
+    when the flow looked unavailable: the question is saved, and the answer says what failed."""
+    types = accepted_types(route)
+    placeholder = "Ask a question about your notes" if route.key == NOTES else "Ask a question"
+    return st.chat_input(placeholder, key="chat_input", submit_mode="disable",
+                         accept_file="multiple" if types else False, file_type=list(types) or None)
+
+
+def accepted_types(route) -> tuple[str, ...]:
+    info = flow_info(route.key)
+    return tuple(t for t in settings.upload_types if info is not None and info.accepts(t))
 
 
 def show_streaming(streaming) -> None:
@@ -307,7 +419,7 @@ def show_streaming(streaming) -> None:
         if st.button("Stop", icon=":material/stop_circle:", key=f"chat_stop_{streaming.message_id}"):
             streaming.stop()
         while not streaming.wait(REDRAW_SECONDS):
-            ui.live_answer(slot, streaming.outputs(), stopping=streaming.stopping)
+            ui.live_answer(slot, streaming.outputs(), streaming.progress, stopping=streaming.stopping)
     st.rerun()  # the saved answer, with its status, error and feedback
 
 
@@ -315,23 +427,26 @@ conversation_id = current_conversation()
 sidebar(conversation_id)
 conversation = load_conversation(conversation_id)
 conversation_id = conversation.id if conversation is not None else None
+directory = resources.flow_directory(settings.langflow_url, settings.langflow_api_key, settings.langflow_timeout) \
+    if settings.uses_langflow else None
+key = header(conversation)
 try:
-    backend = resources.backend(settings)
+    route = resources.route(settings, key)
 except ChatbotError as exc:
     ui.show_error(exc, doing="starting the answering engine")
     st.stop()
-header(backend, conversation)
+limits = chat.FileLimits(settings.max_upload_mb, settings.upload_types)
 
 streaming = live.running(db, actor, conversation_id)  # before the transcript is read: see transcript()
 if streaming is None and "chat_request" in st.session_state:  # Regenerate, Retry, an edit: drawn as the new turn
-    streaming = start_turn(None, st.session_state.pop("chat_request"), backend, conversation_id)
+    streaming = start_turn(None, st.session_state.pop("chat_request"), route, conversation_id)
 transcript(conversation, streaming)
-prompt = st.chat_input("Ask a question about your notes" if backend.engine == "notes" else "Ask a question",
-                       key="chat_input", submit_mode="disable")
+advanced_panel(route)
+sent = composer(route)
 if streaming is None:
-    streaming = start_turn(prompt, None, backend, conversation_id)
-elif prompt:  # sent while an answer streams (the box is disabled then, but a click can race it)
+    streaming = start_turn(sent, None, route, conversation_id)
+elif sent:  # sent while an answer streams (the box is disabled then, but a click can race it)
     st.warning("The last answer is still arriving, so this question was not sent. Send it again once it is done:")
-    st.code(prompt, language=None)
+    st.code(question_and_files(sent)[0] or "", language=None)
 if streaming is not None:
     show_streaming(streaming)

@@ -104,7 +104,8 @@ def app_db(tmp_path, monkeypatch):
     """The app's settings pointed at a fresh SQLite file with alice and bob (analysts) and root
     (admin); caches cleared."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
-    for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_API_KEY", "CHATBOT_ENV", "MAX_MESSAGE_CHARS"):
+    for name in ("LANGFLOW_URL", "LANGFLOW_FLOW_ID", "LANGFLOW_FLOWS", "LANGFLOW_API_KEY", "CHATBOT_ENV", "MAX_MESSAGE_CHARS",
+                 "UPLOAD_TYPES", "MAX_UPLOAD_MB"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("NOTES_DIR", str(NOTES))

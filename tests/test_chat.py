@@ -8,10 +8,25 @@ from pathlib import Path
 import pytest
 
 from chatbot import chat, live, store
+from chatbot.engine import Attachment
 from chatbot.errors import InputError, LangflowFlowError
+from chatbot.flows import FlowDirectory, Route
 from chatbot.langflow import LangflowClient
 from chatbot.notes import NotesEngine, NotesIndex
-from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, failed_run, stream_reply, streamed_run
+from tests.replay_server import (
+    CHAT_INPUT,
+    FILE_COMPONENT,
+    FLOW_ID,
+    FLOW_NAME,
+    ReplayServer,
+    echo_flow,
+    failed_run,
+    flow_api,
+    flow_graph,
+    json_reply,
+    stream_reply,
+    streamed_run,
+)
 
 NOTES = Path(__file__).resolve().parent.parent / "notes"
 
@@ -287,3 +302,113 @@ def test_a_surrogate_pair_split_over_two_tokens_is_joined_and_a_lone_one_replace
     list(turn.chunks())
     assert turn.live_outputs() == [("smile 😀 lone \ufffd", 14)]
     assert messages(db, users["alice"], turn.conversation_id)[-1] == ("assistant", "smile 😀 lone \ufffd", "complete")
+
+
+# -- a flow's provenance, agent steps, tweaks and files (issue #13) -----------------------------------
+
+RECORDINGS = Path(__file__).resolve().parent / "recorded"
+
+
+def routed(server, *, file_input: bool = False, tweaks=None, versions=None) -> Route:
+    """The route a conversation with the replayed flow takes: the flow, its catalog tweaks, a directory."""
+    server.api.update(flow_api(file_input=file_input, versions=versions))
+    directory = FlowDirectory(lambda key: client(server))
+    return Route(client(server), FLOW_ID, directory, tweaks=tweaks or {})
+
+
+def saved_answer(db, actor, conversation_id):
+    with db.begin() as session:
+        return store.list_messages(session, actor, conversation_id)[-1]
+
+
+def test_an_answer_keeps_which_flow_version_and_model_answered_and_its_run(db, users, langflow):
+    graph = flow_graph()
+    route = routed(langflow, versions=[{"id": "v-7", "version_number": 7, "data": graph}])
+    turn = chat.ask(db, users["alice"], None, "hello there", route, max_chars=100)
+    list(turn.chunks())
+    answer = saved_answer(db, users["alice"], turn.conversation_id)
+    assert (answer.flow_name, answer.flow_version, answer.tweaks) == (FLOW_NAME, "v7", None)
+    with db.begin() as session:
+        conversation = store.get_conversation(session, users["alice"], turn.conversation_id)
+    assert (conversation.flow, conversation.last_version) == (FLOW_ID, f"{FLOW_NAME} v7")
+
+
+def recorded_agent(request):
+    """The agent run recorded from Langflow 1.13, replayed for the session the request names."""
+    body = (RECORDINGS / "agent_stream.jsonl").read_bytes().replace(b'"s-agent"', f'"{request.body["session_id"]}"'.encode())
+    return stream_reply([chunk + b"\n\n" for chunk in body.split(b"\n\n") if chunk.strip()])
+
+
+def test_an_agents_steps_model_and_run_id_are_saved_with_its_answer(db, users, langflow):
+    langflow.answer(recorded_agent)
+    turn = chat.ask(db, users["alice"], None, "What is 12*7+3?", routed(langflow), max_chars=100)
+    list(turn.chunks())
+    answer = saved_answer(db, users["alice"], turn.conversation_id)
+    assert answer.steps == [{"name": "evaluate_expression", "input": {"expression": "12*7+3"},
+                             "output": '{"result": "87"}', "status": "success", "duration_ms": 0, "error": None}]
+    assert (answer.model, answer.run_id) == ("gpt-4o-mini", "cb1c0aeb-ec6b-42df-ac4b-54fa9191a699")
+
+
+def test_a_stopped_agent_keeps_the_steps_it_took(db, users, langflow):
+    langflow.answer(recorded_agent)
+    turn = chat.ask(db, users["alice"], None, "What is 12*7+3?", routed(langflow), max_chars=100)
+    for _chunk in turn.chunks():
+        turn.stop()  # at the first token: the tool had run
+    answer = saved_answer(db, users["alice"], turn.conversation_id)
+    assert answer.status == "stopped"
+    assert [(step["name"], step["status"]) for step in answer.steps] == [("evaluate_expression", "success")]
+
+
+def test_catalog_tweaks_and_an_admins_tweak_are_sent_and_kept_with_the_answer(db, users, langflow):
+    route = routed(langflow, tweaks={CHAT_INPUT: {"sender_name": "Analyst"}})
+    turn = chat.ask(db, users["root"], None, "tweak me", route, max_chars=100, tweaks={CHAT_INPUT: {"sender": "User"}})
+    list(turn.chunks())
+    sent = {CHAT_INPUT: {"sender_name": "Analyst", "sender": "User"}}
+    assert langflow.requests[-1].body["tweaks"] == sent
+    assert saved_answer(db, users["root"], turn.conversation_id).tweaks == sent
+
+
+def test_an_attached_file_is_uploaded_sent_to_the_read_file_component_and_kept_on_the_question(db, users, langflow):
+    route = routed(langflow, file_input=True)
+    document = Attachment("launch-notes.txt", "text/plain", b"The launch code is 4711.")
+    turn = chat.ask(db, users["alice"], None, "What is the code?", route, max_chars=100, attachments=(document,))
+    with db.begin() as session:  # saved before anything is uploaded: the names, not yet where
+        question = store.list_messages(session, users["alice"], turn.conversation_id)[0]
+        assert question.files == [{"name": "launch-notes.txt", "size": 24, "type": "text/plain", "path": None}]
+    list(turn.chunks())
+    assert langflow.requests[-1].body["tweaks"] == {FILE_COMPONENT: {"path": ["user-1/launch-notes.txt"]}}
+    with db.begin() as session:
+        question = store.list_messages(session, users["alice"], turn.conversation_id)[0]
+    assert question.files[0]["path"] == "user-1/launch-notes.txt"
+
+    again = chat.regenerate(db, users["alice"], turn.conversation_id, route)
+    list(again.chunks())
+    assert langflow.requests[-1].body["tweaks"] == {FILE_COMPONENT: {"path": ["user-1/launch-notes.txt"]}}
+    assert len([r for r in langflow.api_requests if r.path == "/api/v2/files"]) == 1  # not uploaded twice
+
+
+def test_a_failed_upload_keeps_the_question_and_its_file_name_and_says_why(db, users, langflow):
+    langflow.api[("POST", "/api/v2/files")] = json_reply({"detail": "Storage is full."}, status=500)
+    route = routed(langflow, file_input=True)
+    document = Attachment("notes.pdf", "application/pdf", b"%PDF-1.4")
+    turn = chat.ask(db, users["alice"], None, "Summarize this", route, max_chars=100, attachments=(document,))
+    list(turn.chunks())
+    with db.begin() as session:
+        question, answer = store.list_messages(session, users["alice"], turn.conversation_id)
+    assert (question.content, question.files[0]["name"], question.files[0]["path"]) == (
+        "Summarize this", "notes.pdf", None)
+    assert (answer.status, answer.error) == ("error", "The flow failed: Storage is full.")
+    assert langflow.requests == []  # the flow was not run without its file
+
+
+@pytest.mark.parametrize(("attachment", "message"), [
+    (Attachment("big.pdf", "application/pdf", b"x" * (1024 * 1024 + 1)), "'big.pdf' is 1.0 MB; the limit is 1 MB"),
+    (Attachment("run.exe", "application/octet-stream", b"MZ"), "'run.exe' is not a file type this app takes"),
+])
+def test_a_file_past_the_limits_is_refused_and_nothing_is_saved(db, users, langflow, attachment, message):
+    limits = chat.FileLimits(max_mb=1, types=("pdf", "txt"))
+    with pytest.raises(InputError, match=message):
+        chat.ask(db, users["alice"], None, "Read this", routed(langflow, file_input=True), max_chars=100,
+                 attachments=(attachment,), limits=limits)
+    with db.begin() as session:
+        assert store.list_conversations(session, users["alice"]) == []

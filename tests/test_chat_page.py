@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from streamlit.testing.v1 import AppTest
 
@@ -10,13 +11,16 @@ import ui
 from chatbot import resources, store
 from tests.apps import ENTRY, ask, logged_in, saved, shown, texts
 from tests.replay_server import (
+    CHAT_INPUT,
     FLOW_ID,
+    FLOW_NAME,
     failed_run,
     flow_error_detail,
     json_reply,
     stream_reply,
     streamed_run,
 )
+from tests.test_chat import recorded_agent
 
 
 def test_nothing_but_the_login_form_before_login(app_db):
@@ -248,3 +252,73 @@ def test_copy_offers_the_markdown_source_of_the_question_and_the_answer(app_db):
     answer = saved(app_db)[-1]
     codes = [c.value for c in at.code]
     assert "What is a **window** function?" in codes and answer.content in codes
+
+
+# -- several flows, agent steps, tweaks (issue #13) ----------------------------------------------
+
+SECOND_FLOW = "support-bot"
+
+
+def two_flows(monkeypatch, server, *, notes=False):
+    """A catalog of the replayed flow (named by Langflow) and an endpoint name Langflow does not know."""
+    monkeypatch.setenv("LANGFLOW_FLOWS", json.dumps([{"flow": FLOW_ID}, {"flow": SECOND_FLOW, "label": "Support"}]))
+    if not notes:
+        monkeypatch.delenv("NOTES_DIR", raising=False)
+
+
+def test_a_new_chat_picks_its_flow_and_the_conversation_remembers_it(app_db, replay_langflow, monkeypatch):
+    two_flows(monkeypatch, replay_langflow, notes=True)
+    at = logged_in()
+    picker = at.selectbox(key="chat_flow")
+    assert picker.options == [FLOW_NAME, "Support (unavailable)", "Notes"]
+    picker.set_value("notes").run()
+    at = ask(at, "How does autovacuum decide when to run?")
+    answer = saved(app_db)[-1]
+    assert (answer.engine, answer.status) == ("notes", "complete")
+    assert [s for s in at.selectbox if s.key == "chat_flow"] == []  # an open conversation keeps its flow
+    assert any("Answering from your notes" in c.value for c in at.caption)
+    at = ask(at, "And VACUUM FULL?")
+    assert saved(app_db)[-1].engine == "notes" and replay_langflow.requests == []
+
+
+def test_an_unavailable_flow_says_why_to_an_admin_and_what_to_do_to_an_analyst(app_db, replay_langflow, monkeypatch):
+    two_flows(monkeypatch, replay_langflow)
+    for user, expected in (("root", "Langflow has no flow 'support-bot'"), ("alice", "tell your admin")):
+        at = logged_in(user)
+        at.selectbox(key="chat_flow").set_value(SECOND_FLOW).run()
+        assert any(expected in shown(w.value) for w in at.warning), [w.value for w in at.warning]
+
+
+def test_an_agents_steps_show_in_an_expander_under_its_answer(app_db, replay_langflow):
+    replay_langflow.answer(recorded_agent)
+    at = ask(logged_in(), "What is 12*7+3?")
+    [steps] = [e for e in at.expander if e.label == "1 step"]
+    assert [shown(m.value) for m in steps.markdown] == [":material/check_circle: **evaluate_expression** · 0 ms"]
+    assert [c.value for c in steps.code] == ['{\n "expression": "12*7+3"\n}', '{"result": "87"}']
+    assert any(shown(c.value).startswith(f"{FLOW_NAME} · gpt-4o-mini · ") for c in at.caption), [
+        c.value for c in at.caption]
+
+
+def test_an_admin_tries_a_tweak_on_one_question_and_it_is_kept_with_the_answer(app_db, replay_langflow):
+    at = logged_in("root")
+    at.text_area(key="chat_tweaks_text").input(json.dumps({CHAT_INPUT: {"sender_name": "Tester"}})).run()
+    at = ask(at, "with a tweak")
+    assert replay_langflow.requests[-1].body["tweaks"] == {CHAT_INPUT: {"sender_name": "Tester"}}
+    assert saved(app_db, "root")[-1].tweaks == {CHAT_INPUT: {"sender_name": "Tester"}}
+    assert at.text_area(key="chat_tweaks_text").value == ""  # for one question only
+    at = ask(at, "without")
+    assert "tweaks" not in replay_langflow.requests[-1].body
+
+
+def test_a_tweak_for_a_component_the_flow_lacks_is_refused_and_the_question_kept_to_copy(app_db, replay_langflow):
+    at = logged_in("root")
+    at.text_area(key="chat_tweaks_text").input('{"OpenAIModel-typo": {"temperature": 0}}').run()
+    at = ask(at, "with a typo")
+    assert any("This flow has no component 'OpenAIModel-typo'" in shown(e.value) for e in at.error)
+    assert "with a typo" in [c.value for c in at.code] and replay_langflow.requests == []
+
+
+def test_analysts_have_no_tweaks_panel(app_db, replay_langflow):
+    at = logged_in()
+    assert [t for t in at.text_area if t.key == "chat_tweaks_text"] == []
+    assert not any(e.label.startswith("Advanced") for e in at.expander)

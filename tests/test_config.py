@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from chatbot.config import SAMPLE_COOKIE_KEY, Settings, cookie_key, load_setting
 from chatbot.errors import ConfigError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+NOTES = Path(__file__).resolve().parent.parent / "notes"
 
 
 def load(tmp_path, **values):
@@ -97,3 +99,68 @@ def test_every_setting_is_in_the_readme_configuration_table():
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().database_url = "sqlite://"
+
+
+# -- the flow catalog and attachments ------------------------------------------------------------
+
+LANGFLOW = {"LANGFLOW_URL": "http://lf:7860"}
+
+
+def test_langflow_flow_id_alone_is_a_catalog_of_one(tmp_path):
+    settings = load_settings({**LANGFLOW, "LANGFLOW_FLOW_ID": "f-1"}, {})
+    assert [(e.flow, e.label, dict(e.tweaks)) for e in settings.langflow_flows] == [("f-1", "f-1", {})]
+    assert settings.choices() == ["f-1"] and not settings.notes_engine
+
+
+def test_a_catalog_in_the_environment_is_json_with_labels_and_default_tweaks(tmp_path):
+    flows = '[{"flow": "a-1", "label": "Notes RAG", "tweaks": {"Model-1": {"temperature": 0.2}}}, "support-bot"]'
+    settings = load_settings({**LANGFLOW, "LANGFLOW_FLOWS": flows, "LANGFLOW_FLOW_ID": "ignored"}, {})
+    assert [(e.flow, e.label, dict(e.tweaks)) for e in settings.langflow_flows] == [
+        ("a-1", "Notes RAG", {"Model-1": {"temperature": 0.2}}), ("support-bot", "support-bot", {})]
+    assert settings.flow_entry(None).flow == "a-1" and settings.flow_entry("gone") is None
+
+
+def test_a_catalog_in_the_secrets_is_a_toml_table_keyed_by_label(tmp_path):
+    secrets = tomllib.loads("""
+        [LANGFLOW_FLOWS."Notes RAG"]
+        flow = "a-1"
+        [LANGFLOW_FLOWS."Notes RAG".tweaks.Model-1]
+        temperature = 0.2
+        [LANGFLOW_FLOWS.Support]
+        id = "support-bot"
+    """)
+    settings = load_settings({**LANGFLOW, "NOTES_DIR": str(NOTES)}, secrets)
+    assert [(e.flow, e.label, dict(e.tweaks)) for e in settings.langflow_flows] == [
+        ("a-1", "Notes RAG", {"Model-1": {"temperature": 0.2}}), ("support-bot", "Support", {})]
+    assert settings.choices() == ["a-1", "support-bot", "notes"]  # NOTES_DIR set: the notes engine too
+
+
+def test_a_catalog_as_an_array_of_tables_in_the_secrets(tmp_path):
+    secrets = tomllib.loads('[[LANGFLOW_FLOWS]]\nflow = "a-1"\nlabel = "A"\n[[LANGFLOW_FLOWS]]\nflow = "b-2"\n')
+    assert [e.label for e in load_settings(LANGFLOW, secrets).langflow_flows] == ["A", "b-2"]
+
+
+@pytest.mark.parametrize(("flows", "hint"), [
+    ("[{not json", "is not valid JSON"),
+    ("[]", "non-empty list of flows"),
+    ('[{"label": "No flow"}]', "has no 'flow'"),
+    ('[{"flow": "a", "label": "Same"}, {"flow": "b", "label": "Same"}]', "names the label 'Same' twice"),
+    ('["a", "a"]', "names the flow 'a' twice"),
+    ('[{"flow": "a", "tweaks": {"Model-1": 0.2}}]', "table of tables keyed by component"),
+    ('[{"flow": "a", "tweak": {}}]', "unknown key 'tweak'"),
+    ('["notes"]', "names the built-in notes engine"),
+    ("42", "non-empty list of flows"),
+])
+def test_a_bad_catalog_is_named_with_what_to_fix(flows, hint):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**LANGFLOW, "LANGFLOW_FLOWS": flows}, {})
+    assert raised.value.setting == "LANGFLOW_FLOWS" and hint in str(raised.value)
+
+
+def test_upload_types_are_extensions_and_none_turns_attachments_off(tmp_path):
+    assert load(tmp_path, UPLOAD_TYPES=".PDF, txt png").upload_types == ("pdf", "txt", "png")
+    assert load(tmp_path, UPLOAD_TYPES="none").upload_types == ()
+    with pytest.raises(ConfigError, match="UPLOAD_TYPES: 'p/df' is not a file extension"):
+        load(tmp_path, UPLOAD_TYPES="p/df")
+    with pytest.raises(ConfigError, match="MAX_UPLOAD_MB: must be greater than 0"):
+        load(tmp_path, MAX_UPLOAD_MB="0")
