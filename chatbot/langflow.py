@@ -50,7 +50,7 @@ _TEXT_PATHS = (
     ("messages", 0, "message"),
 )
 _USAGE_PATH = ("results", "message", "properties", "usage")
-_SOURCE_PATH = ("results", "message", "properties", "source", "source")
+_SOURCE_PATH = ("results", "message", "properties", "source")
 _BLOCKS_PATHS = (("results", "message", "data", "content_blocks"), ("results", "message", "content_blocks"))
 
 # Substrings of urllib3/OpenSSL/socket errors, and the words a user can act on.
@@ -383,8 +383,7 @@ def read_answer(payload: dict, *, session_id: str | None = None) -> Answer:
     ]
     provenance = {
         "steps": tuple(step for result in results for step in _block_steps(_first_list(result, _BLOCKS_PATHS))),
-        "model": ", ".join(dict.fromkeys(m for r in results if isinstance(m := _dig(r, _SOURCE_PATH), str) and m))
-        or None,
+        "model": ", ".join(dict.fromkeys(m for r in results if (m := _model(r)))) or None,
         "run_id": next((run for r in results if (run := _run_id(r))), None),
     }
     if len(outputs) == 1:
@@ -419,6 +418,14 @@ def _label(result: dict) -> str:
         if isinstance(result.get(key), str) and result[key].strip():
             return result[key].strip()
     return ""
+
+
+def _model(result: dict) -> str | None:
+    """The model that wrote an output: ``properties.source.source`` when it names something else
+    than the component itself (a flow without a model names its last component there)."""
+    source = _dig(result, _SOURCE_PATH)
+    model = source.get("source") if isinstance(source, dict) else None
+    return model if isinstance(model, str) and model and model != source.get("display_name") else None
 
 
 def _run_id(result: dict) -> str | None:

@@ -908,3 +908,12 @@ def test_a_langflow_without_version_history_has_no_versions(langflow, client):
 def test_an_unknown_flow_is_not_found(langflow, client):
     with pytest.raises(LangflowNotFound):
         client.get_flow("00000000-0000-4000-8000-000000000000")
+
+
+def test_a_flow_without_a_model_has_no_model_where_langflow_names_its_last_component():
+    result = run_result("hi", session_id=SESSION)
+    properties = result["outputs"][0]["outputs"][0]["results"]["message"].setdefault("properties", {})
+    properties["source"] = {"id": "Prompt-1", "display_name": "Prompt Template", "source": "Prompt Template"}
+    assert read_answer(result).model is None
+    properties["source"] = {"id": "OpenAIModel-1", "display_name": "OpenAI", "source": "gpt-4o-mini"}
+    assert read_answer(result).model == "gpt-4o-mini"
