@@ -573,19 +573,22 @@ class _AgentSteps:
         self._logged: dict[str, Step] = {}  # by the tool run's id
         self._started: dict[str, float] = {}
         self._from_blocks: tuple[Step, ...] = ()
+        self._components: list[str] = []  # the components whose chains started, in order
         self._doing = ""
 
     def event(self, kind: str, data: dict) -> bool:
         """Take a ``log`` or ``build_start`` event; True when what is shown changed."""
         if kind == "build_start":  # a component starts; a tool's own component says less than its call
-            component = str(data.get("id") or "").rsplit("-", 1)[0].removesuffix("Component")
+            component = str(data.get("id") or "").split("-", 1)[0].removesuffix("Component")
             if not component or any(step.status == "running" for step in self._logged.values()):
                 return False
             self._doing = f"Running {component}…"
             return True
         message = data.get("message")
+        if data.get("name") == "Chain Start":  # an agent at work: say which, in a chain of several
+            return self._working(str(data.get("component_id") or ""))
         if data.get("name") not in ("Tool Start", "Tool End") or not isinstance(message, dict):
-            return False  # chain logs and components' own log lines
+            return False  # components' own log lines
         run = str(message.get("run_id") or message.get("tool_call_id") or len(self._logged))
         if data["name"] == "Tool Start":
             name = _dig(message, ("serialized", "name")) or _dig(message, ("metadata", "display_name")) or "tool"
@@ -601,6 +604,17 @@ class _AgentSteps:
                 status=status if status in ("success", "error") else "success", duration_ms=took,
             )
             self._doing = "Working…"
+        return True
+
+    def _working(self, component_id: str) -> bool:
+        if not component_id or component_id in self._components:
+            return False
+        self._components.append(component_id)
+        if any(step.status == "running" for step in self._logged.values()):
+            return False
+        kind = component_id.split("-", 1)[0].removesuffix("Component")
+        count = len(self._components)
+        self._doing = f"Running {kind}…" + (f" (step {count})" if count > 1 else "")
         return True
 
     def blocks(self, messages: dict[str, dict]) -> bool:

@@ -61,6 +61,10 @@ def record(server: LangflowServer, stub: OpenAIStub, out: Path) -> list[Path]:
     save("agent_stream.jsonl", _ok(run(server.agent_flow, AGENT_QUESTION, "s-agent", stream=True)).content)
     save("agent_run.json", _pretty(_ok(run(server.agent_flow, AGENT_QUESTION, "s-agent-2"))))
 
+    stub.reset()  # three agents in a chain; the stub calls no tool: only their chains' logs come first
+    multi_agent = server.starter_flow("Multi Agent Flow")
+    save("multi_agent_stream.jsonl", _ok(run(multi_agent, "Plan a trip", "s-multi", stream=True)).content)
+
     stub.reset()
     upload = _ok(http.post(f"{base}/api/v2/files", files={"file": (FILE_NAME, FILE_TEXT, "text/plain")}))
     tweaks = {server.file_component: {"path": [upload.json()["path"]]}}

@@ -816,8 +816,10 @@ def test_an_agent_stream_shows_the_tool_call_as_it_runs_and_keeps_it_in_the_answ
     langflow.answer(stream_reply(recorded_stream("agent_stream.jsonl")))
     events = list(make_client(langflow).stream("What is 12*7+3?", session_id="s-agent"))
     progress = [e for e in events if isinstance(e, Progress)]
-    assert progress[0].doing == "Calling evaluate_expression…" and progress[0].steps[0].status == "running"
-    assert progress[0].steps[0].input == {"expression": "12*7+3"}
+    assert progress[0] == Progress(doing="Running Agent…")  # its chain started
+    calling = next(p for p in progress if p.steps)
+    assert calling.doing == "Calling evaluate_expression…" and calling.steps[0].status == "running"
+    assert calling.steps[0].input == {"expression": "12*7+3"}
     first_token = next(n for n, e in enumerate(events) if isinstance(e, Token))
     assert all(isinstance(e, Progress) for e in events[:first_token])  # the step shows before any text
     answer = events[-1]
@@ -917,3 +919,14 @@ def test_a_flow_without_a_model_has_no_model_where_langflow_names_its_last_compo
     assert read_answer(result).model is None
     properties["source"] = {"id": "OpenAIModel-1", "display_name": "OpenAI", "source": "gpt-4o-mini"}
     assert read_answer(result).model == "gpt-4o-mini"
+
+
+def test_a_chain_of_agents_says_which_one_works_before_the_first_word(langflow):
+    """Langflow's Multi Agent starter: three agents in a row, and only their chains' logs until
+    the last one writes (7 s with a real model)."""
+    langflow.answer(stream_reply(recorded_stream("multi_agent_stream.jsonl")))
+    events = list(make_client(langflow).stream("Plan a trip", session_id="s-multi"))
+    first_token = next(n for n, e in enumerate(events) if isinstance(e, Token))
+    assert [e.doing for e in events[:first_token]] == ["Running Agent…", "Running Agent… (step 2)",
+                                                       "Running Agent… (step 3)"]
+    assert events[-1].text == "You said: You said: You said: Plan a trip" and events[-1].steps == ()

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 LAUNCH_NOTES = "The launch code is PINEAPPLE-42.\nThe meeting moved to Thursday.\n"
 # label in the app's catalog -> a Langflow starter project, unchanged but for its model's address
 STARTERS = {"Basic Prompting": "Basic Prompting", "Memory Chatbot": "Memory Chatbot",
-            "Simple Agent": "Simple Agent", "Sentiment": "Text Sentiment Analysis"}
+            "Simple Agent": "Simple Agent", "Sentiment": "Text Sentiment Analysis", "Multi Agent": "Multi Agent Flow"}
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,15 @@ def test_the_sentiment_starter_reads_a_file_and_shows_both_of_its_outputs(page: 
     expect(blocks).to_have_count(2)
     expect(answer).to_contain_text("The new dashboard is fast and clear.")
     assert_no_traceback(page)
+
+
+def test_a_chain_of_agents_says_which_one_works_before_its_first_word(page: Page, flows_app, model_stub):
+    model_stub.configure(token_delay=0.4)  # each of the three agents takes a few seconds
+    pick(page, "Multi Agent")
+    box = page.get_by_placeholder("Ask a question")
+    box.fill("Plan a trip")
+    box.press("Enter")
+    answer = messages(page).nth(1)
+    expect(answer.get_by_text("Running Agent… (step 2)")).to_be_visible(timeout=60_000)
+    expect(answer.get_by_test_id("stFeedback")).to_be_visible(timeout=60_000)
+    expect(answer).to_contain_text("You said: You said: You said: Plan a trip")
