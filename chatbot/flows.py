@@ -197,6 +197,23 @@ def parse_tweaks(text: str) -> dict:
     return tweaks
 
 
+def admin_tweaks(text: str, info: FlowInfo | None) -> dict | None:
+    """An admin's tweaks for one question, as typed; None when there are none. Refused when they
+    are not JSON or name a component the flow does not have (Langflow would ignore it silently)."""
+    tweaks = parse_tweaks(text or "")
+    if not tweaks:
+        return None
+    if info is not None and (unknown := unknown_components(tweaks, info)):
+        raise InputError(f"This flow has no component {unknown[0]!r}; its components are "
+                         f"{', '.join(sorted(info.components))}. Nothing was sent.")
+    return tweaks
+
+
+def accepted_types(info: FlowInfo | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The file types a question to this flow may carry: the allowed ones it has somewhere to put."""
+    return tuple(kind for kind in allowed if info is not None and info.accepts(kind))
+
+
 def label_of(settings: Settings, key: str | None, info: FlowInfo | None = None) -> str:
     """What analysts see a catalog flow as: its label, else Langflow's name for it, else its id."""
     if key == NOTES:

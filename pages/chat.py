@@ -12,7 +12,7 @@ import ui
 from chatbot import chat, flows, live, resources, store
 from chatbot.config import NOTES
 from chatbot.engine import Attachment
-from chatbot.errors import ChatbotError, InputError
+from chatbot.errors import ChatbotError
 
 RECENT = 50  # messages shown at first; older ones on demand
 SIDEBAR_PAGE = 30  # conversations listed at first, and added by "Show more"
@@ -368,17 +368,9 @@ def question_and_files(sent) -> tuple[str | None, tuple[Attachment, ...]]:
 
 
 def admin_tweaks(route) -> dict | None:
-    """An admin's tweaks for the next question, from the Advanced panel; None when there are none.
-    Refused (InputError) when they are not JSON or name a component the flow does not have."""
-    text = st.session_state.get("chat_tweaks_text", "") if actor.is_admin else ""
-    tweaks = flows.parse_tweaks(text or "")
-    if not tweaks:
-        return None
-    info = flow_info(route.key)
-    if info is not None and (unknown := flows.unknown_components(tweaks, info)):
-        raise InputError(f"This flow has no component {unknown[0]!r}; its components are "
-                         f"{', '.join(sorted(info.components))}. Nothing was sent.")
-    return tweaks
+    """An admin's tweaks for the next question, from the Advanced panel (chatbot.flows checks them)."""
+    return flows.admin_tweaks(st.session_state.get("chat_tweaks_text", ""), flow_info(route.key)) \
+        if actor.is_admin else None
 
 
 def advanced_panel(route) -> None:
@@ -401,15 +393,10 @@ def advanced_panel(route) -> None:
 def composer(route):
     """The question box; it takes files when the flow has somewhere to put them. It stays open
     when the flow looked unavailable: the question is saved, and the answer says what failed."""
-    types = accepted_types(route)
+    types = flows.accepted_types(flow_info(route.key), settings.upload_types)
     placeholder = "Ask a question about your notes" if route.key == NOTES else "Ask a question"
     return st.chat_input(placeholder, key="chat_input", submit_mode="disable",
                          accept_file="multiple" if types else False, file_type=list(types) or None)
-
-
-def accepted_types(route) -> tuple[str, ...]:
-    info = flow_info(route.key)
-    return tuple(t for t in settings.upload_types if info is not None and info.accepts(t))
 
 
 def show_streaming(streaming) -> None:
