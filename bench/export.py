@@ -179,8 +179,8 @@ def export_rows_query(rows: int | None):
     """Every message an admin's unfiltered export holds, in export order (the pandas baseline's rows)."""
     query = (
         select(
-            Conversation.id, Conversation.title, User.username, Message.id, Message.role, Message.content,
-            Message.created_at, Message.status, Message.error, Message.latency_ms, Message.ttft_ms,
+            Conversation.id, Conversation.title, User.username, Message.id, Message.role, Message.version,
+            Message.current, Message.content, Message.created_at, Message.status, Message.error, Message.latency_ms, Message.ttft_ms,
             Message.engine, Message.flow_id, Message.input_tokens, Message.output_tokens,
             Feedback.score, Feedback.comment,
         )
