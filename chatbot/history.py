@@ -29,7 +29,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from chatbot import export, fulltext, store
 from chatbot.errors import InputError, NotFoundError
@@ -68,6 +68,9 @@ _SORTS = {
 }
 # Inlined, not bound, so SQLite can use the partial index on failed answers (migration 0003).
 _ERROR = literal("error", literal_execute=True)
+# The messages a conversation filter looks into: another name for the table, so that the filter
+# correlates to the conversation alone when the query itself reads messages (exports, usage).
+_Other = aliased(Message, name="other")
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ def _conversation_filters(
     if filters.engine:
         clauses.append(Conversation.last_engine == filters.engine)
     if filters.errors_only:
-        failed = select(Message.id).where(Message.conversation_id == Conversation.id, Message.status == _ERROR)
+        failed = select(_Other.id).where(_Other.conversation_id == Conversation.id, _Other.status == _ERROR)
         clauses.append(failed.exists())
     if filters.feedback != "any":
         rated = {"up": Conversation.thumbs_up > 0, "down": Conversation.thumbs_down > 0}

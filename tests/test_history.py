@@ -331,6 +331,15 @@ def test_errors_only_keeps_conversations_with_a_failed_answer(db, users, seeded)
     assert titles(db, users["bob"], HistoryFilter(errors_only=True)) == []
 
 
+def test_errors_only_narrows_exports_and_usage_too(db, users, seeded):
+    """Exporting or counting usage with 'Errors only' failed: the filter's messages were the query's own."""
+    alice, filters = users["alice"], HistoryFilter(errors_only=True)
+    assert export_frame(db, alice, filters)["conversation_title"].tolist() == ["Churn dashboard"] * 4
+    with db.begin() as session:
+        assert history.count_export_rows(session, alice, HistoryFilter(errors_only=True, since=dt.date(2024, 5, 1))) == 4
+        assert (history.usage(session, alice, filters).answers, history.usage(session, alice, filters).errors) == (2, 1)
+
+
 def test_engine_filter_uses_the_latest_answers_engine_or_flow(db, users, seeded):
     assert titles(db, users["alice"], HistoryFilter(engine="flow-9")) == ["Churn dashboard"]
     assert titles(db, users["alice"], HistoryFilter(engine="notes")) == ["Vacuum tips", "Quarterly sales"]
