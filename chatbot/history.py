@@ -422,6 +422,13 @@ class TranscriptMessage:
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+    flow_name: str | None
+    flow_version: str | None
+    model: str | None
+    run_id: str | None
+    tweaks: dict | None
+    steps: list | None  # an answer's tool calls, as ui.agent_steps shows them
+    files: list | None  # a question's attached files, as ui.attached_files shows them
     feedback_score: int | None
     feedback_comment: str | None
 
@@ -441,8 +448,12 @@ class Transcript:
     def rows(self) -> list[dict]:
         """The messages as export rows (keys as in ``export.EXPORT_COLUMNS``)."""
         common = {"conversation_id": str(self.id), "conversation_title": self.title, "username": self.owner}
-        rows = (common | asdict(m) | {"message_id": m.id} for m in self.messages)
-        return [{name: row[name] for name in export.EXPORT_COLUMNS} for row in rows]
+        rows = []
+        for m in self.messages:
+            row = common | asdict(m) | {"message_id": m.id}
+            row |= {name: export.json_text(row[name]) for name in export.JSON_COLUMNS}
+            rows.append({name: row[name] for name in export.EXPORT_COLUMNS})
+        return rows
 
     def markdown(self) -> str:
         return export.conversation_markdown(self.title, self.rows())
@@ -503,10 +514,11 @@ def _export_query(dialect: str, actor: Actor, filters: HistoryFilter):
     return (
         select(
             Conversation.id, Conversation.title, User.username, Message.id, Message.role,
-            Message.version, Message.current, Message.content, created_at, Message.status, Message.error, Message.latency_ms,
-            Message.ttft_ms, Message.engine, Message.flow_id, Message.input_tokens,
-            Message.output_tokens, Feedback.score, Feedback.comment,
-        )
+            Message.version, Message.current, Message.content, created_at, Message.status, Message.error,
+            Message.latency_ms, Message.ttft_ms, Message.engine, Message.flow_id, Message.flow_name,
+            Message.flow_version, Message.model, Message.run_id, Message.input_tokens, Message.output_tokens,
+            Feedback.score, Feedback.comment, Message.tweaks, Message.steps, Message.files,
+        )  # export.EXPORT_COLUMNS, in order
         .select_from(Conversation)
         .join(User, User.id == Conversation.owner_id)
         .join(Message, Message.conversation_id == Conversation.id)
@@ -546,6 +558,10 @@ def _export_frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(map(tuple, rows), columns=export.EXPORT_COLUMNS, coerce_float=False)
     frame["conversation_id"] = frame["conversation_id"].astype(str)
     frame["created_at"] = _utc(frame["created_at"])
+    for name in export.JSON_COLUMNS:  # as JSON text; most rows have none, so only those that do
+        present = frame[name].notna()
+        if present.any():
+            frame.loc[present, name] = [export.json_text(value) for value in frame.loc[present, name]]
     return frame
 
 

@@ -158,7 +158,8 @@ def remove(action: str, conversation_id: int) -> None:
 
 
 def message_details(m: history.TranscriptMessage) -> str:
-    """'2024-05-01 09:01:00 UTC · notes · 1.2 s · first token 300 ms · complete · 👎 “wrong region”'."""
+    """'2024-05-01 09:01:00 UTC · Notes RAG v7 · gpt-4o-mini · 1.2 s · first token 300 ms · complete · 👎
+    “wrong region”'."""
     parts = [m.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")]
     if m.role == "assistant":
         parts += [ui.message_caption(m), m.status]

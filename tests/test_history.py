@@ -91,6 +91,48 @@ def seeded(db, users, clock) -> dict[str, int]:
     return ids
 
 
+STEPS = [{"name": "search_notes", "input": {"query": "churn"}, "output": "Churn: 4 % (north)", "status": "success",
+          "duration_ms": 1200, "error": None}]
+FILES = [{"name": "q3.pdf", "size": 12_288, "type": "application/pdf", "path": "flow-9/q3.pdf"}]
+
+
+def ask_flow(db, clock, actor, conversation_id, when, question, answer, *, flow, version, **fields) -> int:
+    """A question and its answer from ``flow`` at ``version``, saved as the chat saves them (the answer
+    begun, then completed with what answered); the answer's id."""
+    files = fields.pop("files", None)
+    with db.begin() as session:
+        clock.now = when
+        asked = store.append_message(session, actor, conversation_id, role="user", content=question, files=files)
+        clock.now = when + dt.timedelta(minutes=1)
+        begun = store.begin_answer(session, actor, asked.id, engine="langflow", flow_id="flow-9")
+        store.update_answer(session, actor, begun.id, content=answer, status="complete", flow_name=flow,
+                            flow_version=version, **fields)
+        return begun.id
+
+
+@pytest.fixture
+def flows(db, users, clock) -> dict[str, int]:
+    """alice: 'Churn by version' (Notes RAG v6, then v7) and 'Agent chat' (Agent v7, another flow's
+    v7); bob: 'Bob on v7+' (Notes RAG v7+); alice's 'Gone' (Notes RAG v5) is deleted."""
+    alice, bob = users["alice"], users["bob"]
+    with db.begin() as session:
+        ids = {name: store.create_conversation(session, owner, title=title).id for name, owner, title in (
+            ("churn", alice, "Churn by version"), ("agent", alice, "Agent chat"), ("bob", bob, "Bob on v7+"),
+            ("gone", alice, "Gone"))}  # fmt: skip
+    ask_flow(db, clock, alice, ids["churn"], MAY, "Churn?", "4 %.", flow="Notes RAG", version="v6")
+    ask_flow(db, clock, alice, ids["churn"], MAY + dt.timedelta(days=1), "Churn this week?", "5 %.", flow="Notes RAG",
+             version="v7", model="gpt-4o-mini", run_id="run-7", tweaks={"Prompt-1": {"template": "Be brief"}},
+             steps=STEPS, files=FILES)
+    ask_flow(db, clock, alice, ids["agent"], MAY + dt.timedelta(days=2), "7*6?", "42", flow="Agent", version="v7")
+    ask_flow(db, clock, bob, ids["bob"], MAY + dt.timedelta(days=3), "Churn?", "3 %.", flow="Notes RAG",
+             version="v7+")
+    ask_flow(db, clock, alice, ids["gone"], MAY + dt.timedelta(days=4), "Old?", "Yes.", flow="Notes RAG",
+             version="v5")
+    with db.begin() as session:
+        store.delete_conversation(session, alice, ids["gone"])
+    return ids
+
+
 def titles(db, actor, filters=EVERYTHING, **kwargs) -> list[str]:
     with db.begin() as session:
         frame, _ = history.list_history(session, actor, filters, page=0, **kwargs)
@@ -463,9 +505,39 @@ def test_export_row_carries_message_details_and_owner_feedback(db, users, seeded
         "username": "alice", "message_id": 0, "role": "assistant", "version": 1, "current": True,
         "content": "Churn is 4% in the north.",
         "created_at": pd.Timestamp("2024-05-03 09:03", tz="UTC"), "status": "complete", "error": None,
-        "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9",
-        "input_tokens": None, "output_tokens": None, "feedback_score": 0, "feedback_comment": "wrong region",
+        "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9", "flow_name": None,
+        "flow_version": None, "model": None, "run_id": None, "input_tokens": None, "output_tokens": None,
+        "feedback_score": 0, "feedback_comment": "wrong region", "tweaks": None, "steps": None, "files": None,
     }
+
+
+def test_export_rows_say_what_answered_and_carry_steps_tweaks_and_files_as_json_text(db, users, flows):
+    frame = export_frame(db, users["alice"])
+    churn = frame[frame["conversation_title"] == "Churn by version"]
+    rows = [{name: None if pd.isna(value) else value for name, value in row.items()} for row in churn.to_dict("records")]
+    provenance = ["flow_name", "flow_version", "model", "run_id", "tweaks", "steps", "files"]
+    assert [[row[name] for name in provenance] for row in rows] == [
+        [None, None, None, None, None, None, None],
+        ["Notes RAG", "v6", None, None, None, None, None],
+        [None, None, None, None, None, None, '[{"name":"q3.pdf","path":"flow-9/q3.pdf","size":12288,"type":"application/pdf"}]'],
+        ["Notes RAG", "v7", "gpt-4o-mini", "run-7", '{"Prompt-1":{"template":"Be brief"}}',
+         '[{"duration_ms":1200,"error":null,"input":{"query":"churn"},"name":"search_notes",'
+         '"output":"Churn: 4 % (north)","status":"success"}]', None],
+    ]  # fmt: skip
+
+
+def test_transcript_carries_steps_files_and_provenance_and_exports_them(db, users, flows):
+    with db.begin() as session:
+        chat = history.transcript(session, users["alice"], flows["churn"])
+    question, answer = chat.messages[2:]
+    assert (question.files, answer.steps, answer.tweaks) == (FILES, STEPS, {"Prompt-1": {"template": "Be brief"}})
+    assert (answer.flow_name, answer.flow_version, answer.model, answer.run_id) == ("Notes RAG", "v7", "gpt-4o-mini", "run-7")
+    assert chat.rows()[3]["steps"] == export_frame(db, users["alice"])["steps"].iloc[3]
+    assert json.loads(chat.json())[3]["steps"] == STEPS
+    markdown = chat.markdown()
+    assert "**Assistant** · 2024-05-02 09:01:00 UTC · Notes RAG v7 · gpt-4o-mini · complete\n\n5 %.\n" in markdown
+    assert "Churn this week?\n\nAttached: q3.pdf (12 KB, application/pdf)\n" in markdown
+    assert "Step 1 of 1 · search_notes · 1.2 s · success\n\nInput:\n\n```\n{\n  \"query\": \"churn\"\n}\n```\n" in markdown
 
 
 def test_every_version_of_a_regenerated_answer_is_exported_with_its_number(db, users):

@@ -189,6 +189,35 @@ def test_a_retried_answer_shows_both_versions_in_the_transcript(page_db, users, 
         ["error", "version 1 (replaced by a later one)"], ["complete", "version 2"]]
 
 
+STEPS = [{"name": "search_notes", "input": {"query": "churn"}, "output": "4 % in the north", "status": "success",
+          "duration_ms": 850, "error": None}]
+
+
+@pytest.fixture
+def versioned(page_db, users, chats, monkeypatch) -> dict[str, int]:
+    """alice's 'Agent churn' (Notes RAG v7, two tool calls, a file attached) and bob's 'Bob v8' (Notes RAG v8)."""
+    monkeypatch.setattr(store, "utcnow", lambda: MAY + dt.timedelta(days=5))
+    ids = {}
+    for name, actor, title, version in (("agent", users["alice"], "Agent churn", "v7"), ("bob", users["bob"], "Bob v8", "v8")):
+        with page_db.begin() as session:
+            conversation = store.create_conversation(session, actor, title=title)
+            files = [{"name": "q3.pdf", "size": 12_288, "type": "application/pdf", "path": "f/q3.pdf"}]
+            question = store.append_message(session, actor, conversation.id, role="user", content="Churn?", files=files)
+            answer = store.begin_answer(session, actor, question.id, engine="langflow", flow_id="flow-9")
+            store.update_answer(session, actor, answer.id, content="4 %.", status="complete", flow_name="Notes RAG",
+                                flow_version=version, model="gpt-4o-mini", latency_ms=1200, steps=STEPS * 2)
+            ids[name] = conversation.id
+    return ids
+
+
+def test_the_transcript_shows_what_answered_the_steps_and_the_files(users, versioned):
+    at = open_page(users["alice"])
+    at = select_row(at, table(at).index("Agent churn"))
+    assert "2024-05-06 09:00:00 UTC · Notes RAG v7 · gpt-4o-mini · 1.2 s · complete" in captions(at)
+    assert "Attached: q3.pdf (12 KB)" in captions(at)
+    assert [e.label for e in at.expander] == ["2 steps"]
+
+
 def test_analyst_deletes_a_conversation_after_confirming(page_db, users, chats):
     at = select_row(open_page(users["alice"]), 1)
     at.button(key="history_delete").click()
