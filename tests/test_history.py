@@ -8,13 +8,14 @@ import json
 
 import pandas as pd
 import pytest
+from sqlalchemy import select, text
 
 from chatbot import db as database
 from chatbot import fulltext, history, store
 from chatbot.errors import InputError, NotFoundError
 from chatbot.export import EXPORT_COLUMNS
 from chatbot.history import HistoryFilter
-from chatbot.models import Feedback
+from chatbot.models import Conversation, Feedback
 
 UTC = dt.UTC
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -169,7 +170,7 @@ def test_table_row_shows_counters_feedback_and_last_answer(db, users, seeded):
     row = frame.set_index("title").loc["Churn dashboard"]
     assert row["id"] == seeded["churn"]
     assert (row["messages"], row["thumbs_up"], row["thumbs_down"]) == (4, 0, 1)
-    assert (row["last_status"], row["engine"]) == ("complete", "flow-9")
+    assert (row["last_status"], row["engine"], row["flow_version"]) == ("complete", "flow-9", None)
     assert row["started"] == pd.Timestamp("2024-05-03 09:00", tz="UTC")
     assert row["last_activity"] == pd.Timestamp("2024-05-03 09:03", tz="UTC")
 
@@ -385,6 +386,72 @@ def test_errors_only_narrows_exports_and_usage_too(db, users, seeded):
 def test_engine_filter_uses_the_latest_answers_engine_or_flow(db, users, seeded):
     assert titles(db, users["alice"], HistoryFilter(engine="flow-9")) == ["Churn dashboard"]
     assert titles(db, users["alice"], HistoryFilter(engine="notes")) == ["Vacuum tips", "Quarterly sales"]
+
+
+def test_table_shows_the_flow_version_of_the_latest_answer(db, users, flows):
+    with db.begin() as session:
+        frame, _ = history.list_history(session, users["alice"], HistoryFilter(), page=0)
+    assert dict(zip(frame["title"], frame["flow_version"])) == {"Agent chat": "Agent v7", "Churn by version": "Notes RAG v7"}
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("Notes RAG v6", ["Churn by version"]),  # an earlier answer counts, not only the latest
+        ("Notes RAG v7", ["Churn by version"]),  # not Agent's v7: the flow counts too
+        ("Agent v7", ["Agent chat"]),
+        ("Notes RAG v7+", []),  # bob's
+        ("Notes RAG v5", []),  # a deleted conversation's
+        ("Notes RAG v8", []),
+    ],
+)
+def test_version_filter_keeps_conversations_with_an_answer_from_that_flow_version(db, users, flows, version, expected):
+    assert titles(db, users["alice"], HistoryFilter(version=version)) == expected
+
+
+def test_version_filter_reaches_other_users_only_for_admins(db, users, flows):
+    alice, root = users["alice"], users["root"]
+    theirs = HistoryFilter(version="Notes RAG v7+")
+    assert titles(db, root, theirs) == ["Bob on v7+"]
+    assert titles(db, root, HistoryFilter(version="Notes RAG v5", deleted=True)) == ["Gone"]
+    with db.begin() as session:
+        assert list(history.iter_export_frames(session, alice, theirs)) == []
+        assert history.count_export_rows(session, alice, theirs) == 0
+        assert history.usage(session, alice, theirs).questions == 0
+        assert history.list_history(session, alice, HistoryFilter(version="Notes RAG v7+", search="churn"), page=0)[1] == 0
+
+
+def test_version_filter_combines_with_search_and_narrows_exports_and_usage(db, users, flows):
+    alice, filters = users["alice"], HistoryFilter(version="Notes RAG v6", search="week")
+    assert titles(db, alice, filters) == ["Churn by version"]
+    assert titles(db, alice, HistoryFilter(version="Agent v7", search="week")) == []
+    with db.begin() as session:
+        assert history.count_export_rows(session, alice, HistoryFilter(version="Agent v7")) == 2
+        assert history.usage(session, alice, HistoryFilter(version="Notes RAG v6")).answers == 2
+
+
+def test_version_options_are_the_flow_versions_the_actor_can_see(db, users, flows):
+    with db.begin() as session:
+        assert history.flow_versions(session, users["alice"]) == ["Agent v7", "Notes RAG v6", "Notes RAG v7"]
+        assert history.flow_versions(session, users["bob"]) == ["Notes RAG v7+"]
+        assert history.flow_versions(session, users["root"]) == [
+            "Agent v7", "Notes RAG v5", "Notes RAG v6", "Notes RAG v7", "Notes RAG v7+"]
+
+
+def test_version_filter_is_a_look_up_in_the_flow_version_index(db, users, flows):
+    with db.begin() as session:
+        where = history._conversation_filters(history._dialect(session), users["alice"], HistoryFilter(version="Agent v7"))
+        query = select(Conversation.id).where(*where)
+        if history._dialect(session) == "sqlite":
+            plan = " ".join(row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + compiled(session, query))))
+        else:  # on a few rows PostgreSQL would rather read the table: ask whether the index serves
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(row[0] for row in session.execute(text("EXPLAIN " + compiled(session, query))))
+    assert "ix_messages_flow_version" in plan
+
+
+def compiled(session, query) -> str:
+    return str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
 
 
 def test_user_filter_narrows_an_admins_view(db, users, seeded):
@@ -687,13 +754,13 @@ def test_every_history_function_gives_another_users_data_as_nothing(db, users, s
 def test_filter_round_trips_through_query_params():
     filters = HistoryFilter(
         since=dt.date(2024, 5, 1), until=dt.date(2024, 5, 31), search="churn", feedback="up",
-        errors_only=True, engine="flow-9", user="bob", deleted=True, sort="title",
+        errors_only=True, engine="flow-9", version="Notes RAG v7+", user="bob", deleted=True, sort="title",
     )
     params = filters.to_query_params()
     assert params == {
         "history_from": "2024-05-01", "history_to": "2024-05-31", "history_search": "churn",
         "history_feedback": "👍", "history_errors": "true", "history_engine": "flow-9",
-        "history_user": "bob", "history_deleted": "true", "history_sort": "Title",
+        "history_version": "Notes RAG v7+", "history_user": "bob", "history_deleted": "true", "history_sort": "Title",
     }
     assert HistoryFilter.from_query_params(params) == filters
 
@@ -705,9 +772,16 @@ def test_default_filter_has_no_query_params():
 
 def test_query_params_that_do_not_parse_are_left_at_their_defaults():
     params = {"history_from": "yesterday", "history_feedback": "meh", "history_sort": "size",
-              "history_search": ["old", "new"], "history_errors": "TRUE", "other": "x"}
+              "history_search": ["old", "new"], "history_errors": "TRUE", "history_version": "v7", "other": "x"}
     assert HistoryFilter.from_query_params(params) == HistoryFilter(search="new", errors_only=True)
     assert HistoryFilter.from_query_params({"history_feedback": "down"}).feedback == "down"
+
+
+def test_filter_refuses_a_version_without_its_flow():
+    for label in ("v7", " v7", "Notes RAG "):
+        with pytest.raises(InputError, match="is not a flow and its version, such as 'Notes RAG v7'"):
+            HistoryFilter(version=label)
+    assert history.flow_and_version("My  flow v7+") == ("My  flow", "v7+")
 
 
 def test_filter_refuses_dates_the_wrong_way_round():
@@ -724,6 +798,7 @@ def test_filter_refuses_the_last_date_there_is_instead_of_overflowing():
 def test_filter_describes_itself_for_the_audit_log():
     assert HistoryFilter().describe() == "all conversations"
     assert HistoryFilter(user="bob", since=dt.date(2024, 5, 1)).describe() == "since=2024-05-01, user=bob"
+    assert HistoryFilter(version="Notes RAG v7", user="bob").describe() == "version=Notes RAG v7, user=bob"
 
 
 def test_search_terms_are_words_and_quoted_phrases():

@@ -95,7 +95,7 @@ def test_analyst_sees_only_own_conversations_without_an_owner_column(users, chat
     assert table(at) == ["Churn dashboard", "Quarterly sales"]
     assert "2 conversations match" in captions(at)
     assert shown_columns(at) == ["title", "started", "last_activity", "messages", "thumbs_up", "thumbs_down",
-                                 "last_status", "engine"]
+                                 "last_status", "engine", "flow_version"]
     assert "history_user" not in [w.key for w in at.selectbox]
 
 
@@ -208,6 +208,33 @@ def versioned(page_db, users, chats, monkeypatch) -> dict[str, int]:
                                 flow_version=version, model="gpt-4o-mini", latency_ms=1200, steps=STEPS * 2)
             ids[name] = conversation.id
     return ids
+
+
+def test_the_table_shows_the_flow_version_and_filters_by_it(users, versioned):
+    at = open_page(users["alice"])
+    frame = at.dataframe(key="history_table").value
+    assert dict(zip(frame["title"], frame["flow_version"].fillna(""))) == {
+        "Agent churn": "Notes RAG v7", "Churn dashboard": "", "Quarterly sales": ""}
+    assert at.selectbox(key="history_version").options == ["All", "Notes RAG v7"]  # not bob's v8
+    at.selectbox(key="history_version").select("Notes RAG v7")
+    rerun(at)
+    assert table(at) == ["Agent churn"]
+
+
+def test_a_linked_flow_version_filters_and_another_users_version_is_not_an_option(users, versioned):
+    assert table(open_page(users["alice"], history_version="Notes RAG v7")) == ["Agent churn"]
+    at = open_page(users["alice"], history_version="Notes RAG v8")
+    assert "Bob v8" not in table(at)
+    assert table(open_page(users["root"], history_version="Notes RAG v8")) == ["Bob v8"]
+
+
+def test_the_flow_versions_are_read_once_a_minute_not_on_every_click(users, versioned, monkeypatch):
+    reads = []
+    monkeypatch.setattr(history, "flow_versions", lambda session, actor: reads.append(actor.username) or ["X v1"])
+    at = open_page(users["root"])
+    at.selectbox(key="history_feedback").select("up")
+    rerun(at)
+    assert reads == ["root"] and at.selectbox(key="history_version").options == ["All", "X v1"]
 
 
 def test_the_transcript_shows_what_answered_the_steps_and_the_files(users, versioned):
