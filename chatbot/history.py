@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     ColumnElement,
     String,
+    Text,
     and_,
     case,
+    cast,
     false,
     func,
     literal,
@@ -552,7 +556,9 @@ def _export_query(dialect: str, actor: Actor, filters: HistoryFilter):
             Message.version, Message.current, Message.content, created_at, Message.status, Message.error,
             Message.latency_ms, Message.ttft_ms, Message.engine, Message.flow_id, Message.flow_name,
             Message.flow_version, Message.model, Message.run_id, Message.input_tokens, Message.output_tokens,
-            Feedback.score, Feedback.comment, Message.tweaks, Message.steps, Message.files,
+            Feedback.score, Feedback.comment,
+            # As stored: their JSON is parsed only where there is some (most rows have none).
+            *(cast(getattr(Message, name), Text) for name in export.JSON_COLUMNS),
         )  # export.EXPORT_COLUMNS, in order
         .select_from(Conversation)
         .join(User, User.id == Conversation.owner_id)
@@ -581,22 +587,25 @@ def iter_export_frames(
     pending, size = [], 0
     for rows in result.partitions():
         if pending and size + len(rows) > chunk_size:
-            yield _joined_frames(pending)
-            pending, size = [], 0
+            chunk, pending, size = _joined_frames(pending), [], 0
+            yield chunk  # the pieces it was joined from are let go first: a chunk is not held twice
         pending.append(_export_frame(rows))
         size += len(rows)
     if pending:
-        yield _joined_frames(pending)
+        chunk, pending = _joined_frames(pending), []
+        yield chunk
 
 
 def _export_frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(map(tuple, rows), columns=export.EXPORT_COLUMNS, coerce_float=False)
     frame["conversation_id"] = frame["conversation_id"].astype(str)
     frame["created_at"] = _utc(frame["created_at"])
-    for name in export.JSON_COLUMNS:  # as JSON text; most rows have none, so only those that do
-        present = frame[name].notna()
-        if present.any():
-            frame.loc[present, name] = [export.json_text(value) for value in frame.loc[present, name]]
+    for name in export.JSON_COLUMNS:
+        stored = frame[name].to_numpy(dtype=object, na_value=None)
+        present = np.flatnonzero(frame[name].notna().to_numpy())
+        if len(present):
+            stored[present] = [export.json_text(json.loads(text)) for text in stored[present]]
+            frame[name] = stored
     return frame
 
 
