@@ -349,6 +349,8 @@ def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> pa.ChunkedArray:
 def _neutralized(text: pa.ChunkedArray) -> pa.ChunkedArray:
     """``neutralize_cell`` on a whole column: ``'`` before each text a spreadsheet would run."""
     risky = pc.match_substring_regex(text, _FORMULA_PATTERN)
+    if not pc.any(risky).as_py():  # most columns have no such cell: left as they are, not copied twice
+        return text
     return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
 
 
