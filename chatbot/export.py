@@ -470,9 +470,9 @@ def _markdown_message(message: dict) -> str:
     if fence:  # an interrupted answer must not swallow the rest of the transcript
         lines.append(fence)
     if message["files"]:
-        lines += ["", _markdown_files(json.loads(message["files"]))]
+        lines += ["", _markdown_files(_records(json.loads(message["files"]), "name"))]
     if message["steps"]:
-        lines += _markdown_steps(json.loads(message["steps"]))
+        lines += _markdown_steps(_records(json.loads(message["steps"]), "output"))
     if message["error"]:
         lines += ["", f"> Error: {_one_line(message['error'])}"]
     if message["feedback_score"] is not None or message["feedback_comment"]:
@@ -480,6 +480,13 @@ def _markdown_message(message: dict) -> str:
         comment = _one_line(message["feedback_comment"] or "")
         lines += ["", " ".join(part for part in ("Feedback:", score, comment and f"“{comment}”") if part)]
     return "\n".join(lines) + "\n\n"
+
+
+def _records(value, key: str) -> list[dict]:
+    """``value`` as the list of objects it should be; anything else is shown rather than refused
+    (a lone object as a list of one, a bare value as the object ``{key: value}``)."""
+    items = value if isinstance(value, list) else [value]
+    return [item if isinstance(item, dict) else {key: item} for item in items]
 
 
 def _markdown_files(files: list[dict]) -> str:

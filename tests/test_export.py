@@ -515,6 +515,20 @@ def test_markdown_shows_attached_files_and_each_step_whole(tmp_path):
     )
 
 
+def test_markdown_shows_steps_and_files_of_another_shape_instead_of_failing(tmp_path):
+    path = tmp_path / "messages.md"
+    odd = [message(files=json_text(["notes.txt", {"size": 2048}])),
+           ANSWER | {"steps": json_text({"name": "lookup", "duration_ms": 1500.4}), "tweaks": json_text([1])},
+           ANSWER | {"message_id": 3, "steps": json_text(["a bare string"])}]  # fmt: skip
+    write(export_markdown, [frame(*odd)], path)
+
+    text = path.read_text(encoding="utf-8")
+
+    assert "Attached: notes.txt, a file (2 KB)\n" in text
+    assert "Step 1 of 1 · lookup · 1.5 s\n" in text
+    assert "Step 1 of 1 · tool\n\nOutput:\n\n```\na bare string\n```\n" in text
+
+
 def test_markdown_step_output_cannot_close_its_code_block(tmp_path):
     path = tmp_path / "messages.md"
     output = "before\n```\n# not a heading\n````"
@@ -708,6 +722,12 @@ def test_any_unicode_round_trips_through_json_and_parquet(rows, tmp_path):
     nested = [row | {name: row[name] and json.loads(row[name]) for name in export.JSON_COLUMNS} for row in iso]
     assert from_json == nested
     assert from_parquet == rows
+
+
+@PROPERTY
+@given(rows=rows_of(texts))
+def test_any_row_makes_a_markdown_transcript(rows, tmp_path):
+    assert write(export_markdown, [frame(*rows)], tmp_path / "m.md") == len(rows)
 
 
 TEXT_COLUMNS = [
