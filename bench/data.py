@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -45,18 +46,37 @@ from chatbot import db as database
 
 logger = logging.getLogger("bench.data")
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2  # 2: answers say which flow version answered, agents' steps, tweaks, files
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 SEED = 20251126
 END = datetime(2025, 11, 1, tzinfo=UTC)  # the newest conversation starts just before this
 DAYS = 365
 FLOW_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+FLOW_NAME = "Analytics agent"
+MODEL = "gpt-4o-mini"
+VERSION_DAYS = 60  # the flow is saved as a new version every 60 days: v1 … v7 over the year
+EDITED_DAYS = 15  # and edited in the last 15 days of each version's time ("v3+")
+STEP_SHARE, TWEAK_SHARE = 0.3, 0.1  # answers with an agent's tool calls, with tweaks
+FILE_SHARE = 0.03  # questions with a file attached
 # bcrypt of "bench-password" at cost 4: the dataset's users never log in.
 PASSWORD_HASH = "$2b$04$mLKKnNBfoKZiPsLz3gVeMODEFTWrfjno9LWmXUc8/9ZLrzAluM8RK"
 TOPIC_SHARE = 0.025  # share of words drawn from TOPICS: about one topic word in every message
 CHUNK_CONVERSATIONS = 2_000
 TABLES = ("users", "conversations", "messages", "feedback")
+# The columns each generated row fills, in order; the others keep their defaults (NULL, or the
+# server default: a message's version 1 and current true). Named, so a new column cannot shift them.
+COLUMNS = {
+    "users": ("id", "username", "name", "email", "password_hash", "role", "created_at", "last_login_at",
+              "failed_logins"),
+    "conversations": ("id", "owner_id", "title", "langflow_session_id", "created_at", "updated_at", "deleted",
+                      "message_count", "last_status", "last_engine", "thumbs_up", "thumbs_down", "flow",
+                      "last_version"),
+    "messages": ("id", "conversation_id", "role", "content", "created_at", "status", "error", "engine", "flow_id",
+                 "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "total_tokens", "flow_name",
+                 "flow_version", "model", "run_id", "tweaks", "steps", "files"),
+    "feedback": ("id", "message_id", "user_id", "score", "comment", "created_at"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -183,7 +203,7 @@ def _timestamps(micros: np.ndarray) -> list[str]:
 
 @dataclass
 class Chunk:
-    """The rows of a run of consecutive conversations, in table column order."""
+    """The rows of a run of consecutive conversations, each in ``COLUMNS`` order."""
 
     conversations: list[tuple]
     messages: list[tuple]
@@ -225,22 +245,6 @@ def _chunk(rng: np.random.Generator, p: Plan, start: int, stop: int, first_messa
     tokens_in = rng.integers(20, 400, n)
     tokens_out = (lengths * 1.3).astype(int)
     message_ids = np.arange(first_message, first_message + n)
-    messages = []
-    for i in range(n):
-        conversation_id = int(conversation_of[i]) + 1
-        if question[i]:
-            messages.append((int(message_ids[i]), conversation_id, "user", texts[i], created[i], "complete",
-                             None, None, None, None, None, None, None, None))  # fmt: skip
-            continue
-        state = str(status[i])
-        error = {"error": "The flow failed: the model is overloaded.",
-                 "interrupted": "The answer was interrupted before it finished."}.get(state)  # fmt: skip
-        messages.append((
-            int(message_ids[i]), conversation_id, "assistant", texts[i], created[i], state, error, "langflow",
-            FLOW_ID, int(latency[i]), int(ttft[i]), int(tokens_in[i]), int(tokens_out[i]),
-            int(tokens_in[i] + tokens_out[i]),
-        ))  # fmt: skip
-
     rated = np.flatnonzero(~question & (rng.random(n) < 0.05))
     scores = rng.random(len(rated)) < 0.7
     commented = rng.random(len(rated)) < 0.2
@@ -254,6 +258,26 @@ def _chunk(rng: np.random.Generator, p: Plan, start: int, stop: int, first_messa
     ups = np.bincount(rated_in, weights=scores, minlength=stop - start).astype(int)
     downs = np.bincount(rated_in, weights=~scores, minlength=stop - start).astype(int)
 
+    # Drawn after everything above, so texts, statuses and ratings are those of dataset version 1.
+    extra = _Provenance(rng, question, created_us, texts, message_ids)
+    messages = []
+    for i in range(n):
+        conversation_id = int(conversation_of[i]) + 1
+        if question[i]:
+            messages.append((int(message_ids[i]), conversation_id, "user", texts[i], created[i], "complete",
+                             None, None, None, None, None, None, None, None,
+                             None, None, None, None, None, None, extra.files(i)))  # fmt: skip
+            continue
+        state = str(status[i])
+        error = {"error": "The flow failed: the model is overloaded.",
+                 "interrupted": "The answer was interrupted before it finished."}.get(state)  # fmt: skip
+        messages.append((
+            int(message_ids[i]), conversation_id, "assistant", texts[i], created[i], state, error, "langflow",
+            FLOW_ID, int(latency[i]), int(ttft[i]), int(tokens_in[i]), int(tokens_out[i]),
+            int(tokens_in[i] + tokens_out[i]), FLOW_NAME, extra.version[i], MODEL, extra.run_id(i),
+            extra.tweaks(i), extra.steps(i), None,
+        ))  # fmt: skip
+
     last = np.cumsum(counts) - 1  # each conversation's last message (always an answer)
     conversations = []
     for j, conversation in enumerate(range(start, stop)):
@@ -263,9 +287,65 @@ def _chunk(rng: np.random.Generator, p: Plan, start: int, stop: int, first_messa
         conversations.append((
             conversation + 1, int(p.owner[conversation]), title, str(uuid.UUID(int=conversation + 1)),
             created[first], created[int(last[j])], bool(p.deleted[conversation]), int(counts[j]),
-            str(status[last[j]]), FLOW_ID, int(ups[j]), int(downs[j]),
+            str(status[last[j]]), FLOW_ID, int(ups[j]), int(downs[j]), FLOW_ID,
+            f"{FLOW_NAME} {extra.version[int(last[j])]}",
         ))  # fmt: skip
     return Chunk(conversations, messages, feedback)
+
+
+class _Provenance:
+    """What answered each message of a chunk and how, as the app stores it: the flow's version
+    (a new one every ``VERSION_DAYS``, "+" when edited since), the run, and JSON text for the
+    tweaks sent (``TWEAK_SHARE`` of answers), an agent's tool calls (``STEP_SHARE``: one to
+    three, 5 % of them failed) and a question's attached file (``FILE_SHARE``)."""
+
+    TOOLS = ("search_notes", "run_sql", "calculator")
+
+    def __init__(self, rng: np.random.Generator, question: np.ndarray, created_us: np.ndarray, texts: list[str],
+                 message_ids: np.ndarray) -> None:
+        n = len(question)
+        day = (created_us - int((END.timestamp() - DAYS * 86_400) * 1_000_000)) // 86_400_000_000
+        edited = np.where(day % VERSION_DAYS >= VERSION_DAYS - EDITED_DAYS, "+", "")
+        self.version = [f"v{v}{e}" for v, e in zip((1 + day // VERSION_DAYS).tolist(), edited.tolist())]
+        self.texts, self.message_ids = texts, message_ids
+        self.step_count = np.where(~question & (rng.random(n) < STEP_SHARE), rng.integers(1, 4, n), 0)
+        total = int(self.step_count.sum())
+        self.step_first = np.cumsum(self.step_count) - self.step_count
+        self.tool = rng.integers(0, len(self.TOOLS), total)
+        self.output = _texts(rng, rng.integers(20, 80, total), np.zeros(total, dtype=bool))
+        self.duration = rng.integers(40, 3_000, total)
+        self.failed = rng.random(total) < 0.05
+        self.tweaked = ~question & (rng.random(n) < TWEAK_SHARE)
+        self.temperature = rng.choice([0.0, 0.2, 0.7], n)
+        self.attached = question & (rng.random(n) < FILE_SHARE)
+        self.size = rng.integers(1_000, 5_000_000, n)
+
+    def run_id(self, i: int) -> str:
+        return str(uuid.UUID(int=(1 << 64) + int(self.message_ids[i])))
+
+    def tweaks(self, i: int) -> str | None:
+        if not self.tweaked[i]:
+            return None
+        return json.dumps({"OpenAIModel-k9x2Q": {"temperature": float(self.temperature[i])}})
+
+    def steps(self, i: int) -> str | None:
+        first = int(self.step_first[i])
+        calls = []
+        for k in range(first, first + int(self.step_count[i])):
+            failed = bool(self.failed[k])
+            calls.append({
+                "name": self.TOOLS[self.tool[k]], "input": {"query": self.texts[i - 1][:60]},
+                "output": None if failed else self.output[k], "status": "error" if failed else "success",
+                "duration_ms": int(self.duration[k]), "error": "The tool timed out." if failed else None,
+            })  # fmt: skip
+        return json.dumps(calls) if calls else None
+
+    def files(self, i: int) -> str | None:
+        if not self.attached[i]:
+            return None
+        name = f"report-{int(self.message_ids[i])}.pdf"
+        path = f"{FLOW_ID}/{uuid.UUID(int=int(self.message_ids[i]))}.pdf"
+        return json.dumps([{"name": name, "size": int(self.size[i]), "type": "application/pdf", "path": path}])
 
 
 # -- notes -----------------------------------------------------------------------------
@@ -342,11 +422,11 @@ def _build_sqlite(path: Path, scale: Scale) -> None:
         for kind, name, _ in saved:
             connection.execute(f'DROP {kind.upper()} "{name}"')
         connection.execute("BEGIN")
-        connection.executemany(f"INSERT INTO users VALUES ({_marks(9)})", users(scale))
+        connection.executemany(_insert("users"), users(scale))
         for chunk in chunks(scale):
-            connection.executemany(f"INSERT INTO conversations VALUES ({_marks(12)})", chunk.conversations)
-            connection.executemany(f"INSERT INTO messages VALUES ({_marks(14)})", chunk.messages)
-            connection.executemany(f"INSERT INTO feedback VALUES ({_marks(6)})", chunk.feedback)
+            connection.executemany(_insert("conversations"), chunk.conversations)
+            connection.executemany(_insert("messages"), chunk.messages)
+            connection.executemany(_insert("feedback"), chunk.feedback)
         connection.execute("COMMIT")
         for kind, _, sql in saved:
             if kind == "index":
@@ -361,8 +441,9 @@ def _build_sqlite(path: Path, scale: Scale) -> None:
     building.rename(path)
 
 
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
+def _insert(table: str) -> str:
+    columns = COLUMNS[table]
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _remove_sqlite(path: Path) -> None:
@@ -445,7 +526,7 @@ def _build_postgres(schema: str, scale: Scale) -> None:
             _copy(connection, "users", users(scale))
             for chunk in chunks(scale):
                 _copy(connection, "conversations", chunk.conversations)
-                _copy(connection, "messages", chunk.messages, columns=_MESSAGE_COLUMNS)
+                _copy(connection, "messages", chunk.messages)
                 _copy(connection, "feedback", chunk.feedback)
         for _, definition in indexes:
             connection.execute(definition)
@@ -457,16 +538,9 @@ def _build_postgres(schema: str, scale: Scale) -> None:
         connection.execute(f'ALTER SCHEMA "{building}" RENAME TO "{schema}"')
 
 
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, role, content, created_at, status, error, engine, flow_id, latency_ms, "
-    "ttft_ms, input_tokens, output_tokens, total_tokens"
-)
-
-
-def _copy(connection: psycopg.Connection, table: str, rows: list[tuple], *, columns: str | None = None) -> None:
-    """COPY rows in; SQLite-style timestamps are read as UTC."""
-    target = f"{table} ({columns})" if columns else table
-    with connection.cursor().copy(f"COPY {target} FROM STDIN") as copy:
+def _copy(connection: psycopg.Connection, table: str, rows: list[tuple]) -> None:
+    """COPY rows in (``COLUMNS[table]``); SQLite-style timestamps are read as UTC."""
+    with connection.cursor().copy(f"COPY {table} ({', '.join(COLUMNS[table])}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import and_, select
+from sqlalchemy import Text, and_, cast, select
 
 from bench import data
 from bench.context import Context
@@ -179,10 +179,11 @@ def export_rows_query(rows: int | None):
     """Every message an admin's unfiltered export holds, in export order (the pandas baseline's rows)."""
     query = (
         select(
-            Conversation.id, Conversation.title, User.username, Message.id, Message.role, Message.content,
-            Message.created_at, Message.status, Message.error, Message.latency_ms, Message.ttft_ms,
-            Message.engine, Message.flow_id, Message.input_tokens, Message.output_tokens,
-            Feedback.score, Feedback.comment,
+            Conversation.id, Conversation.title, User.username, Message.id, Message.role, Message.version,
+            Message.current, Message.content, Message.created_at, Message.status, Message.error, Message.latency_ms,
+            Message.ttft_ms, Message.engine, Message.flow_id, Message.flow_name, Message.flow_version, Message.model,
+            Message.run_id, Message.input_tokens, Message.output_tokens, Feedback.score, Feedback.comment,
+            *(cast(getattr(Message, name), Text) for name in export.JSON_COLUMNS),  # as stored: a baseline parses nothing
         )
         .select_from(Conversation)
         .join(User, User.id == Conversation.owner_id)

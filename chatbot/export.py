@@ -5,6 +5,14 @@ Every writer takes an iterable of DataFrame chunks with exactly ``EXPORT_COLUMNS
 chunk at a time, never holds the whole export, and returns the number of rows written.
 The writers never close ``out``: the caller owns it.
 
+What answered and how: ``flow_name``, ``flow_version`` ("v7", or "v7+" when the flow was
+edited since v7 was saved), ``model`` and ``run_id`` are text. ``tweaks`` (the tweaks sent),
+``steps`` (an agent's tool calls) and ``files`` (a question's attached files) are JSON: in a
+chunk, and in CSV, Excel and Parquet, each is one JSON text per row as ``json_text`` writes it
+(compact, keys sorted, non-ASCII kept), missing when there is nothing. The JSON export nests
+them as JSON values instead (an object or a list, else null), so a JSON consumer need not parse
+a string inside a string. Markdown shows a question's files and an answer's steps.
+
 Fidelity, format by format:
 
 - JSON, Parquet and Markdown keep every string exactly as stored.
@@ -16,7 +24,8 @@ Fidelity, format by format:
   than tab, newline and carriage return, lone surrogates, U+FFFE, U+FFFF): they are
   dropped. A carriage return is stored as Excel's ``_x000D_`` escape, which Excel decodes
   and openpyxl does not. A cell holds at most 32,767 characters; longer text is cut and
-  says so. ``created_at`` is an Excel date-time in UTC.
+  says so (a long ``steps`` cell is then no longer valid JSON: export CSV, JSON or Parquet
+  for it whole). ``created_at`` is an Excel date-time in UTC.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
 from chatbot.errors import InputError
+from chatbot.store import version_label
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +73,23 @@ PARQUET_SCHEMA = pa.schema(
         ("ttft_ms", pa.int64()),
         ("engine", pa.string()),
         ("flow_id", pa.string()),
+        ("flow_name", pa.string()),  # the flow's name in Langflow
+        ("flow_version", pa.string()),  # "v7"; "v7+" when edited since v7 was saved
+        ("model", pa.string()),
+        ("run_id", pa.string()),  # Langflow's run id
         ("input_tokens", pa.int64()),
         ("output_tokens", pa.int64()),
         ("feedback_score", pa.int64()),  # 1 is thumbs up, 0 thumbs down
         ("feedback_comment", pa.string()),
+        ("tweaks", pa.string()),  # JSON text (JSON_COLUMNS): {component id: {field: value}}
+        ("steps", pa.string()),  # JSON text: [{"name", "input", "output", "status", "duration_ms", "error"}]
+        ("files", pa.string()),  # JSON text, on a question: [{"name", "size", "type", "path"}]
     ]
 )
 EXPORT_COLUMNS = PARQUET_SCHEMA.names  # the columns of every chunk and every format, in order
 INTEGER_COLUMNS = frozenset(field.name for field in PARQUET_SCHEMA if pa.types.is_integer(field.type))
 BOOLEAN_COLUMNS = frozenset(field.name for field in PARQUET_SCHEMA if pa.types.is_boolean(field.type))
+JSON_COLUMNS = ("tweaks", "steps", "files")  # JSON text in a chunk; nested values in the JSON export
 TIME_COLUMN = "created_at"
 
 EXCEL_MAX_ROWS = 1_048_575  # 1,048,576 rows per sheet, less the header
@@ -80,8 +98,9 @@ _EXCEL_TRUNCATED = "… [cut: an Excel cell holds 32,767 characters; export CSV 
 _EXCEL_WIDTHS = {
     "conversation_id": 36, "conversation_title": 30, "username": 16, "message_id": 11,
     "role": 10, "version": 9, "current": 9, "content": 80, "created_at": 20, "status": 11, "error": 40,
-    "latency_ms": 11, "ttft_ms": 10, "engine": 10, "flow_id": 36, "input_tokens": 13,
-    "output_tokens": 14, "feedback_score": 15, "feedback_comment": 40,
+    "latency_ms": 11, "ttft_ms": 10, "engine": 10, "flow_id": 36, "flow_name": 24, "flow_version": 12,
+    "model": 16, "run_id": 36, "input_tokens": 13, "output_tokens": 14, "feedback_score": 15,
+    "feedback_comment": 40, "tweaks": 30, "steps": 60, "files": 40,
 }  # fmt: skip
 
 _BATCH_ROWS = 2_000  # rows made into Python objects at a time, whatever the chunk size
@@ -96,6 +115,7 @@ _WINDOWS_RESERVED = frozenset(
 )
 _MAX_FILENAME = 80
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 _FEEDBACK = {1: "👍", 0: "👎"}
 _ROLE_LABELS = {"user": "You", "assistant": "Assistant"}
 
@@ -115,6 +135,14 @@ class ExportFormat:
 def neutralize_cell(value: str) -> str:
     """Prefix ``'`` to text a spreadsheet would run as a formula (OWASP CSV injection)."""
     return "'" + value if value[:1] in _FORMULA_START else value
+
+
+def json_text(value) -> str | None:
+    """A ``JSON_COLUMNS`` value as its export text: compact, keys sorted (the same text whatever
+    order they were stored in), non-ASCII as is; None for nothing (None, empty list or object)."""
+    if value is None or value == [] or value == {}:
+        return None
+    return _JSON_TEXT.encode(value)
 
 
 def safe_filename(title: str, extension: str) -> str:
@@ -173,7 +201,7 @@ def export_json(chunks: Iterable[pd.DataFrame], out: BinaryIO) -> int:
     rows = 0
     out.write(b"[")
     for batch in _batches(chunks):
-        columns = [_plain_values(name, batch[name]) for name in EXPORT_COLUMNS]
+        columns = [_json_values(name, batch[name]) for name in EXPORT_COLUMNS]
         objects = [_json_object(row) for row in zip(*columns)]
         if objects:
             separator = ",\n" if rows else "\n"
@@ -321,7 +349,17 @@ def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> pa.ChunkedArray:
 def _neutralized(text: pa.ChunkedArray) -> pa.ChunkedArray:
     """``neutralize_cell`` on a whole column: ``'`` before each text a spreadsheet would run."""
     risky = pc.match_substring_regex(text, _FORMULA_PATTERN)
+    if not pc.any(risky).as_py():  # most columns have no such cell: left as they are, not copied twice
+        return text
     return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
+
+
+def _json_values(name: str, column: pd.Series) -> list:
+    """``_plain_values``, with the JSON columns' text parsed so the JSON export nests it."""
+    values = _plain_values(name, column)
+    if name in JSON_COLUMNS:
+        return [None if value is None else json.loads(value) for value in values]
+    return values
 
 
 def _json_object(row: tuple) -> str:
@@ -418,6 +456,10 @@ def _markdown_message(message: dict) -> str:
     header = [f"**{_ROLE_LABELS.get(role, role.title())}**"]
     if message["created_at"]:
         header.append(_display_time(message["created_at"]))
+    if message["flow_name"]:
+        header.append(_one_line(version_label(message["flow_name"], message["flow_version"])))
+    if message["model"]:
+        header.append(_one_line(message["model"]))
     if role != "user" and message["status"]:
         header.append(message["status"])
     if (message["version"] or 1) > 1 or message["current"] is False:
@@ -427,13 +469,76 @@ def _markdown_message(message: dict) -> str:
     fence = _unclosed_fence(content)
     if fence:  # an interrupted answer must not swallow the rest of the transcript
         lines.append(fence)
+    if message["files"]:
+        lines += ["", _markdown_files(_records(json.loads(message["files"]), "name"))]
+    if message["steps"]:
+        lines += _markdown_steps(_records(json.loads(message["steps"]), "output"))
     if message["error"]:
-        lines += ["", f"> Error: {' '.join(message['error'].split())}"]
+        lines += ["", f"> Error: {_one_line(message['error'])}"]
     if message["feedback_score"] is not None or message["feedback_comment"]:
         score = _FEEDBACK.get(message["feedback_score"], "")
-        comment = " ".join((message["feedback_comment"] or "").split())
+        comment = _one_line(message["feedback_comment"] or "")
         lines += ["", " ".join(part for part in ("Feedback:", score, comment and f"“{comment}”") if part)]
     return "\n".join(lines) + "\n\n"
+
+
+def _records(value, key: str) -> list[dict]:
+    """``value`` as the list of objects it should be; anything else is shown rather than refused
+    (a lone object as a list of one, a bare value as the object ``{key: value}``)."""
+    items = value if isinstance(value, list) else [value]
+    return [item if isinstance(item, dict) else {key: item} for item in items]
+
+
+def _markdown_files(files: list[dict]) -> str:
+    """'Attached: q3.pdf (1.2 MB, application/pdf), notes.txt (12 KB)'."""
+    described = []
+    for attached in files:
+        details = ", ".join(part for part in (_file_size(attached.get("size")), attached.get("type")) if part)
+        described.append(_one_line(str(attached.get("name") or "a file")) + (f" ({_one_line(details)})" if details else ""))
+    return "Attached: " + ", ".join(described)
+
+
+def _markdown_steps(steps: list[dict]) -> list[str]:
+    """An agent's tool calls, each a line ('Step 1 of 2 · search_notes · 1.2 s · success') and its
+    input and output whole, in code blocks that nothing inside can close."""
+    lines = []
+    for number, step in enumerate(steps, 1):
+        took = step.get("duration_ms")
+        head = [f"Step {number} of {len(steps)}", _one_line(str(step.get("name") or "tool"))]
+        head += [_duration(round(took)) if isinstance(took, int | float) else "", _one_line(str(step.get("status") or ""))]
+        lines += ["", " · ".join(part for part in head if part)]
+        for label, value in (("Input", step.get("input")), ("Output", step.get("output"))):
+            if value not in (None, "", [], {}):
+                lines += ["", f"{label}:", "", *_code_block(_step_text(value))]
+        if step.get("error"):
+            lines += ["", f"> Error: {_one_line(str(step['error']))}"]
+    return lines
+
+
+def _step_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _code_block(text: str) -> list[str]:
+    """A fenced block longer than any run of backticks in ``text``, so ``text`` cannot end it."""
+    runs = [len(run) for run in re.findall("`+", text)]
+    fence = "`" * max(3, max(runs, default=0) + 1)
+    return [fence, text, fence]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _duration(ms: int) -> str:
+    """As the app shows it: '850 ms', '1.2 s'."""
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def _file_size(size) -> str:
+    if not isinstance(size, int):
+        return ""
+    return f"{size} B" if size < 1024 else f"{size / 1024:.0f} KB" if size < 1024**2 else f"{size / 1024**2:.1f} MB"
 
 
 def _display_time(iso: str) -> str:

@@ -5,31 +5,36 @@ their own conversations, admins everyone's; deleted conversations are hidden fro
 shown to admins only when they ask for them (to purge). Each filter is a predicate on a
 conversation: its activity overlaps the date range, one of its messages matches the search
 (full-text index), it has the owner's 👍 / 👎 or no feedback, one of its answers failed, its
-latest answer came from the engine or flow. Exports and usage also keep only the messages
-sent inside the date range, so monthly exports never overlap.
+latest answer came from the engine or flow, one of its answers came from the flow version.
+Exports and usage also keep only the messages sent inside the date range, so monthly exports
+never overlap.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     ColumnElement,
     String,
+    Text,
     and_,
     case,
+    cast,
     false,
     func,
     literal,
     select,
     type_coerce,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from chatbot import export, fulltext, store
 from chatbot.errors import InputError, NotFoundError
@@ -42,11 +47,11 @@ SORT_LABELS = {"updated": "Last activity", "started": "Started", "messages": "Mo
 PARAMS = {
     "since": "history_from", "until": "history_to", "search": "history_search",
     "feedback": "history_feedback", "errors_only": "history_errors", "engine": "history_engine",
-    "user": "history_user", "deleted": "history_deleted", "sort": "history_sort",
+    "version": "history_version", "user": "history_user", "deleted": "history_deleted", "sort": "history_sort",
 }  # fmt: skip
 TABLE_COLUMNS = [
     "id", "title", "owner", "started", "last_activity", "messages",
-    "thumbs_up", "thumbs_down", "last_status", "engine",
+    "thumbs_up", "thumbs_down", "last_status", "engine", "flow_version",
 ]  # fmt: skip
 PER_USER_COLUMNS = [
     "user", "conversations", "questions", "answers", "error_rate",
@@ -68,6 +73,9 @@ _SORTS = {
 }
 # Inlined, not bound, so SQLite can use the partial index on failed answers (migration 0003).
 _ERROR = literal("error", literal_execute=True)
+# The messages a conversation filter looks into: another name for the table, so that the filter
+# correlates to the conversation alone when the query itself reads messages (exports, usage).
+_Other = aliased(Message, name="other")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class HistoryFilter:
     feedback: str = "any"  # a FEEDBACK_LABELS key
     errors_only: bool = False
     engine: str = ""  # "" is every engine or flow
+    version: str = ""  # a flow and version as store.version_label writes it ("Notes RAG v7"); "" is any
     user: str = ""  # a username; "" is everyone the actor may see
     deleted: bool = False  # admins: deleted conversations only (to purge them)
     sort: str = "updated"  # a SORT_LABELS key
@@ -95,6 +104,8 @@ class HistoryFilter:
             raise InputError("The start date is after the end date.")
         if len(self.search) > MAX_SEARCH_CHARS:
             raise InputError(f"The search is too long (at most {MAX_SEARCH_CHARS} characters).")
+        if self.version and flow_and_version(self.version) is None:
+            raise InputError(f"{self.version!r} is not a flow and its version, such as 'Notes RAG v7'.")
 
     @classmethod
     def from_query_params(cls, params: Mapping[str, str | list[str]]) -> HistoryFilter:
@@ -140,7 +151,16 @@ def _parse_param(name: str, raw: str):
     if name in ("feedback", "sort"):
         labels = FEEDBACK_LABELS if name == "feedback" else SORT_LABELS
         return raw if raw in labels else next((code for code, label in labels.items() if label == raw), None)
+    if name == "version":
+        return raw if flow_and_version(raw) else None
     return raw
+
+
+def flow_and_version(label: str) -> tuple[str, str] | None:
+    """('Notes RAG', 'v7') from 'Notes RAG v7' (``store.version_label``'s text); None when it has
+    no version. A version is one word ("v7", "v7+"); a flow's name may have spaces."""
+    flow, _, version = label.rpartition(" ")
+    return (flow, version) if flow.strip() and version else None
 
 
 def _format_param(name: str, value) -> str:
@@ -187,8 +207,10 @@ def _conversation_filters(
         clauses.append(Conversation.created_at < _end(filters.until))
     if filters.engine:
         clauses.append(Conversation.last_engine == filters.engine)
+    if filters.version:
+        clauses.append(_answered_by(*flow_and_version(filters.version)))
     if filters.errors_only:
-        failed = select(Message.id).where(Message.conversation_id == Conversation.id, Message.status == _ERROR)
+        failed = select(_Other.id).where(_Other.conversation_id == Conversation.id, _Other.status == _ERROR)
         clauses.append(failed.exists())
     if filters.feedback != "any":
         rated = {"up": Conversation.thumbs_up > 0, "down": Conversation.thumbs_down > 0}
@@ -197,6 +219,14 @@ def _conversation_filters(
         found = fulltext.found_conversations(dialect, filters.search)
         clauses.append(false() if found is None else Conversation.id.in_(found))
     return clauses
+
+
+def _answered_by(flow: str, version: str) -> ColumnElement[bool]:
+    """The conversation has an answer from this flow version: a look-up in ix_messages_flow_version."""
+    answers = select(_Other.id).where(
+        _Other.flow_version == version, _Other.conversation_id == Conversation.id, _Other.flow_name == flow
+    )
+    return answers.exists()
 
 
 def _message_filters(
@@ -242,7 +272,7 @@ class MatchCount(int):
 _ROW = (
     Conversation.id, Conversation.title, User.username, Conversation.created_at, Conversation.updated_at,
     Conversation.message_count, Conversation.thumbs_up, Conversation.thumbs_down, Conversation.last_status,
-    Conversation.last_engine,
+    Conversation.last_engine, Conversation.last_version,
 )  # TABLE_COLUMNS, in order
 
 
@@ -397,6 +427,18 @@ def engines(session: Session, actor: Actor) -> list[str]:
     return sorted(session.scalars(query))
 
 
+def flow_versions(session: Session, actor: Actor) -> list[str]:
+    """The flow versions that answered in the actor's conversations, as 'Notes RAG v7' (the
+    version filter's options), by flow, then version. An admin's read every answer that has a
+    version (0.2-0.3 s at a million messages): the index holds no flow names."""
+    query = select(Message.flow_name, Message.flow_version).distinct()
+    query = query.where(Message.flow_version.is_not(None), Message.flow_name.is_not(None))
+    if not actor.is_admin:
+        owned = select(Conversation.id).where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+        query = query.where(Message.conversation_id.in_(owned))
+    return [store.version_label(flow, version) for flow, version in sorted(session.execute(query).all())]
+
+
 # -- one conversation ----------------------------------------------------------------------
 
 
@@ -419,6 +461,13 @@ class TranscriptMessage:
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+    flow_name: str | None
+    flow_version: str | None
+    model: str | None
+    run_id: str | None
+    tweaks: dict | None
+    steps: list | None  # an answer's tool calls, as ui.agent_steps shows them
+    files: list | None  # a question's attached files, as ui.attached_files shows them
     feedback_score: int | None
     feedback_comment: str | None
 
@@ -438,8 +487,12 @@ class Transcript:
     def rows(self) -> list[dict]:
         """The messages as export rows (keys as in ``export.EXPORT_COLUMNS``)."""
         common = {"conversation_id": str(self.id), "conversation_title": self.title, "username": self.owner}
-        rows = (common | asdict(m) | {"message_id": m.id} for m in self.messages)
-        return [{name: row[name] for name in export.EXPORT_COLUMNS} for row in rows]
+        rows = []
+        for m in self.messages:
+            row = common | asdict(m) | {"message_id": m.id}
+            row |= {name: export.json_text(row[name]) for name in export.JSON_COLUMNS}
+            rows.append({name: row[name] for name in export.EXPORT_COLUMNS})
+        return rows
 
     def markdown(self) -> str:
         return export.conversation_markdown(self.title, self.rows())
@@ -500,10 +553,13 @@ def _export_query(dialect: str, actor: Actor, filters: HistoryFilter):
     return (
         select(
             Conversation.id, Conversation.title, User.username, Message.id, Message.role,
-            Message.version, Message.current, Message.content, created_at, Message.status, Message.error, Message.latency_ms,
-            Message.ttft_ms, Message.engine, Message.flow_id, Message.input_tokens,
-            Message.output_tokens, Feedback.score, Feedback.comment,
-        )
+            Message.version, Message.current, Message.content, created_at, Message.status, Message.error,
+            Message.latency_ms, Message.ttft_ms, Message.engine, Message.flow_id, Message.flow_name,
+            Message.flow_version, Message.model, Message.run_id, Message.input_tokens, Message.output_tokens,
+            Feedback.score, Feedback.comment,
+            # As stored: their JSON is parsed only where there is some (most rows have none).
+            *(cast(getattr(Message, name), Text) for name in export.JSON_COLUMNS),
+        )  # export.EXPORT_COLUMNS, in order
         .select_from(Conversation)
         .join(User, User.id == Conversation.owner_id)
         .join(Message, Message.conversation_id == Conversation.id)
@@ -531,18 +587,25 @@ def iter_export_frames(
     pending, size = [], 0
     for rows in result.partitions():
         if pending and size + len(rows) > chunk_size:
-            yield _joined_frames(pending)
-            pending, size = [], 0
+            chunk, pending, size = _joined_frames(pending), [], 0
+            yield chunk  # the pieces it was joined from are let go first: a chunk is not held twice
         pending.append(_export_frame(rows))
         size += len(rows)
     if pending:
-        yield _joined_frames(pending)
+        chunk, pending = _joined_frames(pending), []
+        yield chunk
 
 
 def _export_frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(map(tuple, rows), columns=export.EXPORT_COLUMNS, coerce_float=False)
     frame["conversation_id"] = frame["conversation_id"].astype(str)
     frame["created_at"] = _utc(frame["created_at"])
+    for name in export.JSON_COLUMNS:
+        stored = frame[name].to_numpy(dtype=object, na_value=None)
+        present = np.flatnonzero(frame[name].notna().to_numpy())
+        if len(present):
+            stored[present] = [export.json_text(json.loads(text)) for text in stored[present]]
+            frame[name] = stored
     return frame
 
 

@@ -3,6 +3,7 @@
 import datetime as dt
 import math
 import tempfile
+import time
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +15,7 @@ from chatbot.history import FEEDBACK_LABELS, SORT_LABELS, HistoryFilter
 
 PAGE_SIZE = 50
 OLDEST = dt.date(2000, 1, 1)
+VERSIONS_KEPT_S = 60  # the flow version filter's options are read at most this often (an admin's read every answer)
 TABLE_CONFIG = {
     "title": st.column_config.TextColumn("Title", width="medium"),
     "owner": st.column_config.TextColumn("Owner", width="small"),
@@ -24,6 +26,8 @@ TABLE_CONFIG = {
     "thumbs_down": st.column_config.NumberColumn("👎", width="small"),
     "last_status": st.column_config.TextColumn("Last answer", width="small"),
     "engine": st.column_config.TextColumn("Engine or flow", width="small"),
+    "flow_version": st.column_config.TextColumn("Flow version", width="small",
+                                                help="The flow and version of the latest answer"),
 }
 
 actor = ui.require_actor()
@@ -34,6 +38,18 @@ readonly = resources.readonly_database(settings.database_url, settings.db_pool_s
 st.title("History")
 
 # -- filters: every widget is bound to the URL, so a filtered view can be bookmarked -----
+def flow_version_options() -> list[str]:
+    """'' and every flow version that answered the actor: kept a minute, not read on every click, since
+    an admin's means reading every answer (0.3 s at a million messages)."""
+    kept = st.session_state.get("history_versions")
+    if kept is None or kept[0] != actor.id or time.monotonic() - kept[1] > VERSIONS_KEPT_S:
+        with readonly.begin() as session:
+            kept = (actor.id, time.monotonic(), ["", *history.flow_versions(session, actor)])
+        st.session_state["history_versions"] = kept
+    return kept[2]
+
+
+version_options = flow_version_options()
 with readonly.begin() as session:
     engine_options = ["", *history.engines(session, actor)]
     user_options = ["", *(u.username for u in store.list_users(session))] if actor.is_admin else [""]
@@ -51,24 +67,28 @@ elif len(search) >= history.MAX_SEARCH_CHARS:  # the browser cuts a longer paste
                icon=":material/content_cut:")
 since = from_col.date_input("From", value=None, min_value=OLDEST, key="history_from", bind="query-params")
 until = to_col.date_input("To", value=None, min_value=OLDEST, key="history_to", bind="query-params")
-row = st.columns(5 if actor.is_admin else 4, vertical_alignment="bottom")
+row = st.columns(6 if actor.is_admin else 5, vertical_alignment="bottom")
 feedback = row[0].selectbox("Feedback", list(FEEDBACK_LABELS), format_func=FEEDBACK_LABELS.get,
                             key="history_feedback", bind="query-params")
 engine = row[1].selectbox("Engine or flow", engine_options, format_func=lambda e: e or "All",
                           key="history_engine", bind="query-params")
-sort = row[2].selectbox("Sort by", list(SORT_LABELS), format_func=SORT_LABELS.get,
+version = row[2].selectbox("Flow version", version_options, format_func=lambda v: v or "All",
+                           key="history_version", bind="query-params",
+                           help="Only conversations with an answer from this version of a flow.")
+sort = row[3].selectbox("Sort by", list(SORT_LABELS), format_func=SORT_LABELS.get,
                         key="history_sort", bind="query-params")
-errors_only = row[3].checkbox("Errors only", key="history_errors", bind="query-params",
+errors_only = row[4].checkbox("Errors only", key="history_errors", bind="query-params",
                               help="Only conversations with an answer that failed.")
 user, deleted = "", False
 if actor.is_admin:
-    user = row[4].selectbox("User", user_options, format_func=lambda u: u or "Everyone",
+    user = row[5].selectbox("User", user_options, format_func=lambda u: u or "Everyone",
                             key="history_user", bind="query-params")
     deleted = st.checkbox("Deleted conversations only (to purge them)", key="history_deleted", bind="query-params")
 
 try:
     filters = HistoryFilter(since=since, until=until, search=search.strip(), feedback=feedback, errors_only=errors_only,
-                            engine=engine or "", user=user or "", deleted=deleted, sort=sort)
+                            engine=engine or "", version=version or "", user=user or "", deleted=deleted,
+                            sort=sort)
 except ChatbotError as exc:
     ui.show_error(exc, doing="filtering")
     st.stop()
@@ -158,7 +178,8 @@ def remove(action: str, conversation_id: int) -> None:
 
 
 def message_details(m: history.TranscriptMessage) -> str:
-    """'2024-05-01 09:01:00 UTC · notes · 1.2 s · first token 300 ms · complete · 👎 “wrong region”'."""
+    """'2024-05-01 09:01:00 UTC · Notes RAG v7 · gpt-4o-mini · 1.2 s · first token 300 ms · complete · 👎
+    “wrong region”'."""
     parts = [m.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")]
     if m.role == "assistant":
         parts += [ui.message_caption(m), m.status]

@@ -101,6 +101,29 @@ def test_markdown_export_is_one_transcript_per_conversation(chats, tmp_path):
     assert "Feedback: 👍 “good”" in text and "hidden" not in text
 
 
+def test_export_says_what_answered_with_steps_and_files(db, users, chats, tmp_path):
+    bob = users["bob"]
+    steps = [{"name": "calculator", "input": {"expression": "6*7"}, "output": "42", "status": "success",
+              "duration_ms": 40, "error": None}]
+    with db.begin() as session:
+        question = store.append_message(session, bob, chats["forecast"], role="user", content="6*7?",
+                                        files=[{"name": "a.txt", "size": 3, "type": "text/plain", "path": "f/a.txt"}])
+        answer = store.begin_answer(session, bob, question.id)
+        store.update_answer(session, bob, answer.id, content="42", status="complete", flow_name="Agent",
+                            flow_version="v2+", model="gpt-4o-mini", run_id="r-1", steps=steps)
+    csv, json_file = tmp_path / "bob.csv", tmp_path / "bob.json"
+    assert run("--format", "csv", "--user", "bob", "--out", str(csv)) == 0
+    assert run("--format", "json", "--user", "bob", "--out", str(json_file)) == 0
+    rows = read_rows(csv, "csv")
+    assert rows[["flow_name", "flow_version", "model", "run_id"]].values.tolist()[-1] == ["Agent", "v2+", "gpt-4o-mini", "r-1"]
+    assert rows["steps"].tolist()[-1] == (
+        '[{"duration_ms":40,"error":null,"input":{"expression":"6*7"},"name":"calculator","output":"42",'
+        '"status":"success"}]')
+    assert rows["files"].tolist()[-2] == '[{"name":"a.txt","path":"f/a.txt","size":3,"type":"text/plain"}]'
+    exported = json.loads(json_file.read_text(encoding="utf-8"))
+    assert (exported[-1]["steps"], exported[-2]["files"][0]["name"]) == (steps, "a.txt")
+
+
 def test_user_dates_and_search_narrow_the_export(chats, tmp_path):
     out = tmp_path / "some.json"
     assert run("--format", "json", "--user", "Alice", "--since", "2024-05-02", "--out", str(out)) == 0

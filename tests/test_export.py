@@ -29,6 +29,7 @@ from chatbot.export import (
     export_markdown,
     export_parquet,
     export_xlsx,
+    json_text,
     neutralize_cell,
     safe_filename,
 )
@@ -56,10 +57,17 @@ def message(**fields) -> dict:
         "ttft_ms": None,
         "engine": None,
         "flow_id": None,
+        "flow_name": None,
+        "flow_version": None,
+        "model": None,
+        "run_id": None,
         "input_tokens": None,
         "output_tokens": None,
         "feedback_score": None,
         "feedback_comment": None,
+        "tweaks": None,
+        "steps": None,
+        "files": None,
     }
     return row | fields
 
@@ -68,6 +76,14 @@ def frame(*rows: dict) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=EXPORT_COLUMNS)
 
 
+TWEAKS = {"OpenAIModel-k9": {"temperature": 0.2}}
+STEPS = [
+    {"name": "search_notes", "input": {"query": "Q3 sales"}, "output": "Q3: 1.2M € (`final`)", "status": "success",
+     "duration_ms": 1200, "error": None},
+    {"name": "run_sql", "input": "SELECT 1", "output": None, "status": "error", "duration_ms": 85,
+     "error": "relation\n\"sales\" does not exist"},
+]  # fmt: skip
+FILES = [{"name": "q3.pdf", "size": 1_258_291, "type": "application/pdf", "path": "flow-9/a1.pdf"}]
 ANSWER = message(
     message_id=2,
     role="assistant",
@@ -77,10 +93,21 @@ ANSWER = message(
     ttft_ms=300,
     engine="langflow",
     flow_id="flow-9",
+    flow_name="Notes RAG",
+    flow_version="v7+",
+    model="gpt-4o-mini",
+    run_id="run-1",
     input_tokens=12,
     output_tokens=7,
     feedback_score=1,
     feedback_comment="spot on",
+    tweaks=export.json_text(TWEAKS),
+    steps=export.json_text(STEPS),
+)
+STEPS_TEXT = (
+    '[{"duration_ms":1200,"error":null,"input":{"query":"Q3 sales"},"name":"search_notes",'
+    '"output":"Q3: 1.2M € (`final`)","status":"success"},{"duration_ms":85,"error":"relation\\n\\"sales\\" '
+    'does not exist","input":"SELECT 1","name":"run_sql","output":null,"status":"error"}]'
 )
 OTHER = message(
     conversation_id="c-2",
@@ -90,7 +117,8 @@ OTHER = message(
     content="hello",
     created_at=T0 + dt.timedelta(days=1),
 )
-ROWS = [message(), ANSWER, OTHER]
+QUESTION = message(files=export.json_text(FILES))
+ROWS = [QUESTION, ANSWER, OTHER]
 
 
 def write(writer, chunks, path: Path) -> int:
@@ -119,8 +147,16 @@ def test_export_columns_are_the_documented_list():
     assert EXPORT_COLUMNS == [
         "conversation_id", "conversation_title", "username", "message_id", "role", "version", "current",
         "content", "created_at", "status", "error", "latency_ms", "ttft_ms", "engine", "flow_id",
-        "input_tokens", "output_tokens", "feedback_score", "feedback_comment",
+        "flow_name", "flow_version", "model", "run_id", "input_tokens", "output_tokens", "feedback_score",
+        "feedback_comment", "tweaks", "steps", "files",
     ]  # fmt: skip
+    assert export.JSON_COLUMNS == ("tweaks", "steps", "files")
+
+
+def test_json_text_is_compact_with_sorted_keys_and_unicode_as_is():
+    assert export.json_text({"b": [1, {"é": "😀"}], "a": None}) == '{"a":null,"b":[1,{"é":"😀"}]}'
+    assert export.json_text(STEPS) == STEPS_TEXT
+    assert [export.json_text(empty) for empty in (None, [], {})] == [None, None, None]
 
 
 def test_formats_are_keyed_by_button_label():
@@ -202,8 +238,11 @@ def test_csv_round_trips_rows_and_columns(tmp_path):
     assert table.iloc[1].tolist() == [
         "c-1", "Quarterly numbers", "alice", "2", "assistant", "1", "true", "Q3 sales were **1.2M**.",
         "2024-05-01T12:00:04.250000Z", "complete", "", "4250", "300", "langflow", "flow-9",
-        "12", "7", "1", "spot on",
+        "Notes RAG", "v7+", "gpt-4o-mini", "run-1", "12", "7", "1", "spot on",
+        '{"OpenAIModel-k9":{"temperature":0.2}}', STEPS_TEXT, "",
     ]  # fmt: skip
+    assert table.iloc[0]["files"] == (
+        '[{"name":"q3.pdf","path":"flow-9/a1.pdf","size":1258291,"type":"application/pdf"}]')
     assert table["conversation_id"].tolist() == ["c-1", "c-1", "c-2"]
 
 
@@ -267,8 +306,10 @@ def test_xlsx_round_trips_rows_and_columns(tmp_path):
     assert rows[2] == [
         "c-1", "Quarterly numbers", "alice", 2, "assistant", 1, True, "Q3 sales were **1.2M**.",
         dt.datetime(2024, 5, 1, 12, 0, 4, 250_000), "complete", None, 4250, 300, "langflow",
-        "flow-9", 12, 7, 1, "spot on",
+        "flow-9", "Notes RAG", "v7+", "gpt-4o-mini", "run-1", 12, 7, 1, "spot on",
+        '{"OpenAIModel-k9":{"temperature":0.2}}', STEPS_TEXT, None,
     ]  # fmt: skip
+    assert rows[1][-1] == export.json_text(FILES)
     assert [row[0] for row in rows] == ["conversation_id", "c-1", "c-1", "c-2"]
 
 
@@ -326,6 +367,17 @@ def test_xlsx_neutralizes_after_dropping_forbidden_characters(tmp_path):
     assert openpyxl.load_workbook(path).active["H2"].value == "'=SUM(A1)"
 
 
+def test_xlsx_cuts_steps_longer_than_a_cell_holds_and_says_so(tmp_path):
+    path = tmp_path / "messages.xlsx"
+    steps = export.json_text([{"name": "read_file", "output": "x" * 40_000}])
+    write(export_xlsx, [frame(message(role="assistant", steps=steps))], path)
+
+    cell = openpyxl.load_workbook(path).active.cell(2, EXPORT_COLUMNS.index("steps") + 1).value
+
+    assert len(cell) <= 32_767 and cell.startswith('[{"name":"read_file","output":"xxx')
+    assert cell.endswith("export CSV or Parquet for the full text]")
+
+
 def test_xlsx_refuses_more_rows_than_excel_holds(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)
     write(export_xlsx, [frame(*ROWS)], tmp_path / "fits.xlsx")
@@ -357,8 +409,21 @@ def test_json_round_trips_exactly_without_neutralizing(tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
 
     assert [item["content"] for item in data[:-1]] == FORMULAS
-    assert data[-1] == ANSWER | {"created_at": "2024-05-01T12:00:04.250000Z"}
+    assert data[-1] == ANSWER | {"created_at": "2024-05-01T12:00:04.250000Z", "tweaks": TWEAKS, "steps": STEPS}
     assert list(data[0]) == EXPORT_COLUMNS
+
+
+def test_json_nests_steps_tweaks_and_files_as_json_values(tmp_path):
+    path = tmp_path / "messages.json"
+    write(export_json, [frame(*ROWS)], path)
+
+    question, answer, other = json.loads(path.read_text(encoding="utf-8"))
+
+    assert (question["files"], question["steps"], question["tweaks"]) == (FILES, None, None)
+    assert (answer["steps"], answer["tweaks"], answer["files"]) == (STEPS, TWEAKS, None)
+    assert (answer["flow_name"], answer["flow_version"], answer["model"], answer["run_id"]) == (
+        "Notes RAG", "v7+", "gpt-4o-mini", "run-1")
+    assert '"steps": [{"duration_ms": 1200, "error": null, "input": {"query": "Q3 sales"}' in path.read_text()
 
 
 def test_json_keeps_unicode_unescaped(tmp_path):
@@ -394,6 +459,7 @@ def test_parquet_round_trips_exactly_with_a_row_group_per_chunk(tmp_path):
     data = parquet.read().to_pylist()
     assert [item["content"] for item in data] == [*FORMULAS, ANSWER["content"], UNICODE]
     assert data[6] == ANSWER
+    assert data[6]["steps"] == STEPS_TEXT and parquet.schema_arrow.field("steps").type == pa.string()
 
 
 def test_parquet_of_no_rows_has_the_schema(tmp_path):
@@ -409,14 +475,14 @@ def test_parquet_of_no_rows_has_the_schema(tmp_path):
 
 def test_markdown_groups_messages_by_conversation_with_titles(tmp_path):
     path = tmp_path / "messages.md"
-    write(export_markdown, [frame(message(), ANSWER), frame(OTHER)], path)
+    write(export_markdown, [frame(message(), ANSWER | {"steps": None}), frame(OTHER)], path)
 
     assert path.read_text(encoding="utf-8") == (
         "# Quarterly numbers\n\n"
         "alice · conversation c-1 · started 2024-05-01 12:00:00 UTC\n\n"
         "**You** · 2024-05-01 12:00:00 UTC\n\n"
         "What were Q3 sales?\n\n"
-        "**Assistant** · 2024-05-01 12:00:04 UTC · complete\n\n"
+        "**Assistant** · 2024-05-01 12:00:04 UTC · Notes RAG v7+ · gpt-4o-mini · complete\n\n"
         "Q3 sales were **1.2M**.\n\n"
         "Feedback: 👍 “spot on”\n\n"
         "\n# Second chat\n\n"
@@ -424,6 +490,52 @@ def test_markdown_groups_messages_by_conversation_with_titles(tmp_path):
         "**You** · 2024-05-02 12:00:00 UTC\n\n"
         "hello\n\n"
     )
+
+
+def test_markdown_shows_attached_files_and_each_step_whole(tmp_path):
+    path = tmp_path / "messages.md"
+    write(export_markdown, [frame(QUESTION, ANSWER)], path)
+
+    assert path.read_text(encoding="utf-8").split("\n\n", 2)[2] == (
+        "**You** · 2024-05-01 12:00:00 UTC\n\n"
+        "What were Q3 sales?\n\n"
+        "Attached: q3.pdf (1.2 MB, application/pdf)\n\n"
+        "**Assistant** · 2024-05-01 12:00:04 UTC · Notes RAG v7+ · gpt-4o-mini · complete\n\n"
+        "Q3 sales were **1.2M**.\n\n"
+        "Step 1 of 2 · search_notes · 1.2 s · success\n\n"
+        "Input:\n\n"
+        "```\n{\n  \"query\": \"Q3 sales\"\n}\n```\n\n"
+        "Output:\n\n"
+        "```\nQ3: 1.2M € (`final`)\n```\n\n"
+        "Step 2 of 2 · run_sql · 85 ms · error\n\n"
+        "Input:\n\n"
+        "```\nSELECT 1\n```\n\n"
+        "> Error: relation \"sales\" does not exist\n\n"
+        "Feedback: 👍 “spot on”\n\n"
+    )
+
+
+def test_markdown_shows_steps_and_files_of_another_shape_instead_of_failing(tmp_path):
+    path = tmp_path / "messages.md"
+    odd = [message(files=json_text(["notes.txt", {"size": 2048}])),
+           ANSWER | {"steps": json_text({"name": "lookup", "duration_ms": 1500.4}), "tweaks": json_text([1])},
+           ANSWER | {"message_id": 3, "steps": json_text(["a bare string"])}]  # fmt: skip
+    write(export_markdown, [frame(*odd)], path)
+
+    text = path.read_text(encoding="utf-8")
+
+    assert "Attached: notes.txt, a file (2 KB)\n" in text
+    assert "Step 1 of 1 · lookup · 1.5 s\n" in text
+    assert "Step 1 of 1 · tool\n\nOutput:\n\n```\na bare string\n```\n" in text
+
+
+def test_markdown_step_output_cannot_close_its_code_block(tmp_path):
+    path = tmp_path / "messages.md"
+    output = "before\n```\n# not a heading\n````"
+    write(export_markdown, [frame(ANSWER | {"steps": export.json_text([{"name": "t", "output": output}])}, OTHER)],
+          path)
+
+    assert "Output:\n\n`````\n" + output + "\n`````\n\n" in path.read_text(encoding="utf-8")
 
 
 def test_markdown_keeps_a_conversation_split_across_chunks_together(tmp_path):
@@ -547,6 +659,16 @@ times = st.datetimes(
 )
 
 
+def json_values(text_strategy):
+    leaves = st.none() | st.booleans() | counts | st.floats(allow_nan=False, allow_infinity=False) | text_strategy
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text_strategy, inner, max_size=3),
+                        max_leaves=6)
+
+
+def json_objects(text_strategy):
+    return st.dictionaries(text_strategy, json_values(text_strategy), max_size=4)
+
+
 def rows_of(text_strategy):
     row = st.fixed_dictionaries(
         {
@@ -565,10 +687,17 @@ def rows_of(text_strategy):
             "ttft_ms": counts,
             "engine": st.none() | text_strategy,
             "flow_id": st.none() | text_strategy,
+            "flow_name": st.none() | text_strategy,
+            "flow_version": st.none() | text_strategy,
+            "model": st.none() | text_strategy,
+            "run_id": st.none() | text_strategy,
             "input_tokens": counts,
             "output_tokens": counts,
             "feedback_score": st.sampled_from([None, 0, 1]),
             "feedback_comment": st.none() | text_strategy,
+            "tweaks": st.none() | st.dictionaries(text_strategy, json_values(text_strategy), min_size=1).map(json_text),
+            "steps": st.none() | st.lists(json_objects(text_strategy), min_size=1, max_size=3).map(json_text),
+            "files": st.none() | st.lists(json_objects(text_strategy), min_size=1, max_size=2).map(json_text),
         }
     )
     return st.lists(row, min_size=1, max_size=4)
@@ -590,8 +719,15 @@ def test_any_unicode_round_trips_through_json_and_parquet(rows, tmp_path):
     from_parquet = pq.read_table(tmp_path / "m.parquet").to_pylist()
 
     iso = [row | {"created_at": row["created_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for row in rows]
-    assert from_json == iso
+    nested = [row | {name: row[name] and json.loads(row[name]) for name in export.JSON_COLUMNS} for row in iso]
+    assert from_json == nested
     assert from_parquet == rows
+
+
+@PROPERTY
+@given(rows=rows_of(texts))
+def test_any_row_makes_a_markdown_transcript(rows, tmp_path):
+    assert write(export_markdown, [frame(*rows)], tmp_path / "m.md") == len(rows)
 
 
 TEXT_COLUMNS = [

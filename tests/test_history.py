@@ -8,13 +8,14 @@ import json
 
 import pandas as pd
 import pytest
+from sqlalchemy import select, text
 
 from chatbot import db as database
 from chatbot import fulltext, history, store
 from chatbot.errors import InputError, NotFoundError
 from chatbot.export import EXPORT_COLUMNS
 from chatbot.history import HistoryFilter
-from chatbot.models import Feedback
+from chatbot.models import Conversation, Feedback
 
 UTC = dt.UTC
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -91,6 +92,48 @@ def seeded(db, users, clock) -> dict[str, int]:
     return ids
 
 
+STEPS = [{"name": "search_notes", "input": {"query": "churn"}, "output": "Churn: 4 % (north)", "status": "success",
+          "duration_ms": 1200, "error": None}]
+FILES = [{"name": "q3.pdf", "size": 12_288, "type": "application/pdf", "path": "flow-9/q3.pdf"}]
+
+
+def ask_flow(db, clock, actor, conversation_id, when, question, answer, *, flow, version, **fields) -> int:
+    """A question and its answer from ``flow`` at ``version``, saved as the chat saves them (the answer
+    begun, then completed with what answered); the answer's id."""
+    files = fields.pop("files", None)
+    with db.begin() as session:
+        clock.now = when
+        asked = store.append_message(session, actor, conversation_id, role="user", content=question, files=files)
+        clock.now = when + dt.timedelta(minutes=1)
+        begun = store.begin_answer(session, actor, asked.id, engine="langflow", flow_id="flow-9")
+        store.update_answer(session, actor, begun.id, content=answer, status="complete", flow_name=flow,
+                            flow_version=version, **fields)
+        return begun.id
+
+
+@pytest.fixture
+def flows(db, users, clock) -> dict[str, int]:
+    """alice: 'Churn by version' (Notes RAG v6, then v7) and 'Agent chat' (Agent v7, another flow's
+    v7); bob: 'Bob on v7+' (Notes RAG v7+); alice's 'Gone' (Notes RAG v5) is deleted."""
+    alice, bob = users["alice"], users["bob"]
+    with db.begin() as session:
+        ids = {name: store.create_conversation(session, owner, title=title).id for name, owner, title in (
+            ("churn", alice, "Churn by version"), ("agent", alice, "Agent chat"), ("bob", bob, "Bob on v7+"),
+            ("gone", alice, "Gone"))}  # fmt: skip
+    ask_flow(db, clock, alice, ids["churn"], MAY, "Churn?", "4 %.", flow="Notes RAG", version="v6")
+    ask_flow(db, clock, alice, ids["churn"], MAY + dt.timedelta(days=1), "Churn this week?", "5 %.", flow="Notes RAG",
+             version="v7", model="gpt-4o-mini", run_id="run-7", tweaks={"Prompt-1": {"template": "Be brief"}},
+             steps=STEPS, files=FILES)
+    ask_flow(db, clock, alice, ids["agent"], MAY + dt.timedelta(days=2), "7*6?", "42", flow="Agent", version="v7")
+    ask_flow(db, clock, bob, ids["bob"], MAY + dt.timedelta(days=3), "Churn?", "3 %.", flow="Notes RAG",
+             version="v7+")
+    ask_flow(db, clock, alice, ids["gone"], MAY + dt.timedelta(days=4), "Old?", "Yes.", flow="Notes RAG",
+             version="v5")
+    with db.begin() as session:
+        store.delete_conversation(session, alice, ids["gone"])
+    return ids
+
+
 def titles(db, actor, filters=EVERYTHING, **kwargs) -> list[str]:
     with db.begin() as session:
         frame, _ = history.list_history(session, actor, filters, page=0, **kwargs)
@@ -127,7 +170,7 @@ def test_table_row_shows_counters_feedback_and_last_answer(db, users, seeded):
     row = frame.set_index("title").loc["Churn dashboard"]
     assert row["id"] == seeded["churn"]
     assert (row["messages"], row["thumbs_up"], row["thumbs_down"]) == (4, 0, 1)
-    assert (row["last_status"], row["engine"]) == ("complete", "flow-9")
+    assert (row["last_status"], row["engine"], row["flow_version"]) == ("complete", "flow-9", None)
     assert row["started"] == pd.Timestamp("2024-05-03 09:00", tz="UTC")
     assert row["last_activity"] == pd.Timestamp("2024-05-03 09:03", tz="UTC")
 
@@ -331,9 +374,84 @@ def test_errors_only_keeps_conversations_with_a_failed_answer(db, users, seeded)
     assert titles(db, users["bob"], HistoryFilter(errors_only=True)) == []
 
 
+def test_errors_only_narrows_exports_and_usage_too(db, users, seeded):
+    """Exporting or counting usage with 'Errors only' failed: the filter's messages were the query's own."""
+    alice, filters = users["alice"], HistoryFilter(errors_only=True)
+    assert export_frame(db, alice, filters)["conversation_title"].tolist() == ["Churn dashboard"] * 4
+    with db.begin() as session:
+        assert history.count_export_rows(session, alice, HistoryFilter(errors_only=True, since=dt.date(2024, 5, 1))) == 4
+        assert (history.usage(session, alice, filters).answers, history.usage(session, alice, filters).errors) == (2, 1)
+
+
 def test_engine_filter_uses_the_latest_answers_engine_or_flow(db, users, seeded):
     assert titles(db, users["alice"], HistoryFilter(engine="flow-9")) == ["Churn dashboard"]
     assert titles(db, users["alice"], HistoryFilter(engine="notes")) == ["Vacuum tips", "Quarterly sales"]
+
+
+def test_table_shows_the_flow_version_of_the_latest_answer(db, users, flows):
+    with db.begin() as session:
+        frame, _ = history.list_history(session, users["alice"], HistoryFilter(), page=0)
+    assert dict(zip(frame["title"], frame["flow_version"])) == {"Agent chat": "Agent v7", "Churn by version": "Notes RAG v7"}
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("Notes RAG v6", ["Churn by version"]),  # an earlier answer counts, not only the latest
+        ("Notes RAG v7", ["Churn by version"]),  # not Agent's v7: the flow counts too
+        ("Agent v7", ["Agent chat"]),
+        ("Notes RAG v7+", []),  # bob's
+        ("Notes RAG v5", []),  # a deleted conversation's
+        ("Notes RAG v8", []),
+    ],
+)
+def test_version_filter_keeps_conversations_with_an_answer_from_that_flow_version(db, users, flows, version, expected):
+    assert titles(db, users["alice"], HistoryFilter(version=version)) == expected
+
+
+def test_version_filter_reaches_other_users_only_for_admins(db, users, flows):
+    alice, root = users["alice"], users["root"]
+    theirs = HistoryFilter(version="Notes RAG v7+")
+    assert titles(db, root, theirs) == ["Bob on v7+"]
+    assert titles(db, root, HistoryFilter(version="Notes RAG v5", deleted=True)) == ["Gone"]
+    with db.begin() as session:
+        assert list(history.iter_export_frames(session, alice, theirs)) == []
+        assert history.count_export_rows(session, alice, theirs) == 0
+        assert history.usage(session, alice, theirs).questions == 0
+        assert history.list_history(session, alice, HistoryFilter(version="Notes RAG v7+", search="churn"), page=0)[1] == 0
+
+
+def test_version_filter_combines_with_search_and_narrows_exports_and_usage(db, users, flows):
+    alice, filters = users["alice"], HistoryFilter(version="Notes RAG v6", search="week")
+    assert titles(db, alice, filters) == ["Churn by version"]
+    assert titles(db, alice, HistoryFilter(version="Agent v7", search="week")) == []
+    with db.begin() as session:
+        assert history.count_export_rows(session, alice, HistoryFilter(version="Agent v7")) == 2
+        assert history.usage(session, alice, HistoryFilter(version="Notes RAG v6")).answers == 2
+
+
+def test_version_options_are_the_flow_versions_the_actor_can_see(db, users, flows):
+    with db.begin() as session:
+        assert history.flow_versions(session, users["alice"]) == ["Agent v7", "Notes RAG v6", "Notes RAG v7"]
+        assert history.flow_versions(session, users["bob"]) == ["Notes RAG v7+"]
+        assert history.flow_versions(session, users["root"]) == [
+            "Agent v7", "Notes RAG v5", "Notes RAG v6", "Notes RAG v7", "Notes RAG v7+"]
+
+
+def test_version_filter_is_a_look_up_in_the_flow_version_index(db, users, flows):
+    with db.begin() as session:
+        where = history._conversation_filters(history._dialect(session), users["alice"], HistoryFilter(version="Agent v7"))
+        query = select(Conversation.id).where(*where)
+        if history._dialect(session) == "sqlite":
+            plan = " ".join(row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + compiled(session, query))))
+        else:  # on a few rows PostgreSQL would rather read the table: ask whether the index serves
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(row[0] for row in session.execute(text("EXPLAIN " + compiled(session, query))))
+    assert "ix_messages_flow_version" in plan
+
+
+def compiled(session, query) -> str:
+    return str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
 
 
 def test_user_filter_narrows_an_admins_view(db, users, seeded):
@@ -454,9 +572,39 @@ def test_export_row_carries_message_details_and_owner_feedback(db, users, seeded
         "username": "alice", "message_id": 0, "role": "assistant", "version": 1, "current": True,
         "content": "Churn is 4% in the north.",
         "created_at": pd.Timestamp("2024-05-03 09:03", tz="UTC"), "status": "complete", "error": None,
-        "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9",
-        "input_tokens": None, "output_tokens": None, "feedback_score": 0, "feedback_comment": "wrong region",
+        "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9", "flow_name": None,
+        "flow_version": None, "model": None, "run_id": None, "input_tokens": None, "output_tokens": None,
+        "feedback_score": 0, "feedback_comment": "wrong region", "tweaks": None, "steps": None, "files": None,
     }
+
+
+def test_export_rows_say_what_answered_and_carry_steps_tweaks_and_files_as_json_text(db, users, flows):
+    frame = export_frame(db, users["alice"])
+    churn = frame[frame["conversation_title"] == "Churn by version"]
+    rows = [{name: None if pd.isna(value) else value for name, value in row.items()} for row in churn.to_dict("records")]
+    provenance = ["flow_name", "flow_version", "model", "run_id", "tweaks", "steps", "files"]
+    assert [[row[name] for name in provenance] for row in rows] == [
+        [None, None, None, None, None, None, None],
+        ["Notes RAG", "v6", None, None, None, None, None],
+        [None, None, None, None, None, None, '[{"name":"q3.pdf","path":"flow-9/q3.pdf","size":12288,"type":"application/pdf"}]'],
+        ["Notes RAG", "v7", "gpt-4o-mini", "run-7", '{"Prompt-1":{"template":"Be brief"}}',
+         '[{"duration_ms":1200,"error":null,"input":{"query":"churn"},"name":"search_notes",'
+         '"output":"Churn: 4 % (north)","status":"success"}]', None],
+    ]  # fmt: skip
+
+
+def test_transcript_carries_steps_files_and_provenance_and_exports_them(db, users, flows):
+    with db.begin() as session:
+        chat = history.transcript(session, users["alice"], flows["churn"])
+    question, answer = chat.messages[2:]
+    assert (question.files, answer.steps, answer.tweaks) == (FILES, STEPS, {"Prompt-1": {"template": "Be brief"}})
+    assert (answer.flow_name, answer.flow_version, answer.model, answer.run_id) == ("Notes RAG", "v7", "gpt-4o-mini", "run-7")
+    assert chat.rows()[3]["steps"] == export_frame(db, users["alice"])["steps"].iloc[3]
+    assert json.loads(chat.json())[3]["steps"] == STEPS
+    markdown = chat.markdown()
+    assert "**Assistant** · 2024-05-02 09:01:00 UTC · Notes RAG v7 · gpt-4o-mini · complete\n\n5 %.\n" in markdown
+    assert "Churn this week?\n\nAttached: q3.pdf (12 KB, application/pdf)\n" in markdown
+    assert "Step 1 of 1 · search_notes · 1.2 s · success\n\nInput:\n\n```\n{\n  \"query\": \"churn\"\n}\n```\n" in markdown
 
 
 def test_every_version_of_a_regenerated_answer_is_exported_with_its_number(db, users):
@@ -606,13 +754,13 @@ def test_every_history_function_gives_another_users_data_as_nothing(db, users, s
 def test_filter_round_trips_through_query_params():
     filters = HistoryFilter(
         since=dt.date(2024, 5, 1), until=dt.date(2024, 5, 31), search="churn", feedback="up",
-        errors_only=True, engine="flow-9", user="bob", deleted=True, sort="title",
+        errors_only=True, engine="flow-9", version="Notes RAG v7+", user="bob", deleted=True, sort="title",
     )
     params = filters.to_query_params()
     assert params == {
         "history_from": "2024-05-01", "history_to": "2024-05-31", "history_search": "churn",
         "history_feedback": "👍", "history_errors": "true", "history_engine": "flow-9",
-        "history_user": "bob", "history_deleted": "true", "history_sort": "Title",
+        "history_version": "Notes RAG v7+", "history_user": "bob", "history_deleted": "true", "history_sort": "Title",
     }
     assert HistoryFilter.from_query_params(params) == filters
 
@@ -624,9 +772,16 @@ def test_default_filter_has_no_query_params():
 
 def test_query_params_that_do_not_parse_are_left_at_their_defaults():
     params = {"history_from": "yesterday", "history_feedback": "meh", "history_sort": "size",
-              "history_search": ["old", "new"], "history_errors": "TRUE", "other": "x"}
+              "history_search": ["old", "new"], "history_errors": "TRUE", "history_version": "v7", "other": "x"}
     assert HistoryFilter.from_query_params(params) == HistoryFilter(search="new", errors_only=True)
     assert HistoryFilter.from_query_params({"history_feedback": "down"}).feedback == "down"
+
+
+def test_filter_refuses_a_version_without_its_flow():
+    for label in ("v7", " v7", "Notes RAG "):
+        with pytest.raises(InputError, match="is not a flow and its version, such as 'Notes RAG v7'"):
+            HistoryFilter(version=label)
+    assert history.flow_and_version("My  flow v7+") == ("My  flow", "v7+")
 
 
 def test_filter_refuses_dates_the_wrong_way_round():
@@ -643,6 +798,7 @@ def test_filter_refuses_the_last_date_there_is_instead_of_overflowing():
 def test_filter_describes_itself_for_the_audit_log():
     assert HistoryFilter().describe() == "all conversations"
     assert HistoryFilter(user="bob", since=dt.date(2024, 5, 1)).describe() == "since=2024-05-01, user=bob"
+    assert HistoryFilter(version="Notes RAG v7", user="bob").describe() == "version=Notes RAG v7, user=bob"
 
 
 def test_search_terms_are_words_and_quoted_phrases():

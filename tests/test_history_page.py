@@ -95,7 +95,7 @@ def test_analyst_sees_only_own_conversations_without_an_owner_column(users, chat
     assert table(at) == ["Churn dashboard", "Quarterly sales"]
     assert "2 conversations match" in captions(at)
     assert shown_columns(at) == ["title", "started", "last_activity", "messages", "thumbs_up", "thumbs_down",
-                                 "last_status", "engine"]
+                                 "last_status", "engine", "flow_version"]
     assert "history_user" not in [w.key for w in at.selectbox]
 
 
@@ -187,6 +187,62 @@ def test_a_retried_answer_shows_both_versions_in_the_transcript(page_db, users, 
     details = [c for c in captions(at) if "version" in c]
     assert [d.rsplit(" · ", 2)[-2:] for d in details] == [
         ["error", "version 1 (replaced by a later one)"], ["complete", "version 2"]]
+
+
+STEPS = [{"name": "search_notes", "input": {"query": "churn"}, "output": "4 % in the north", "status": "success",
+          "duration_ms": 850, "error": None}]
+
+
+@pytest.fixture
+def versioned(page_db, users, chats, monkeypatch) -> dict[str, int]:
+    """alice's 'Agent churn' (Notes RAG v7, two tool calls, a file attached) and bob's 'Bob v8' (Notes RAG v8)."""
+    monkeypatch.setattr(store, "utcnow", lambda: MAY + dt.timedelta(days=5))
+    ids = {}
+    for name, actor, title, version in (("agent", users["alice"], "Agent churn", "v7"), ("bob", users["bob"], "Bob v8", "v8")):
+        with page_db.begin() as session:
+            conversation = store.create_conversation(session, actor, title=title)
+            files = [{"name": "q3.pdf", "size": 12_288, "type": "application/pdf", "path": "f/q3.pdf"}]
+            question = store.append_message(session, actor, conversation.id, role="user", content="Churn?", files=files)
+            answer = store.begin_answer(session, actor, question.id, engine="langflow", flow_id="flow-9")
+            store.update_answer(session, actor, answer.id, content="4 %.", status="complete", flow_name="Notes RAG",
+                                flow_version=version, model="gpt-4o-mini", latency_ms=1200, steps=STEPS * 2)
+            ids[name] = conversation.id
+    return ids
+
+
+def test_the_table_shows_the_flow_version_and_filters_by_it(users, versioned):
+    at = open_page(users["alice"])
+    frame = at.dataframe(key="history_table").value
+    assert dict(zip(frame["title"], frame["flow_version"].fillna(""))) == {
+        "Agent churn": "Notes RAG v7", "Churn dashboard": "", "Quarterly sales": ""}
+    assert at.selectbox(key="history_version").options == ["All", "Notes RAG v7"]  # not bob's v8
+    at.selectbox(key="history_version").select("Notes RAG v7")
+    rerun(at)
+    assert table(at) == ["Agent churn"]
+
+
+def test_a_linked_flow_version_filters_and_another_users_version_is_not_an_option(users, versioned):
+    assert table(open_page(users["alice"], history_version="Notes RAG v7")) == ["Agent churn"]
+    at = open_page(users["alice"], history_version="Notes RAG v8")
+    assert "Bob v8" not in table(at)
+    assert table(open_page(users["root"], history_version="Notes RAG v8")) == ["Bob v8"]
+
+
+def test_the_flow_versions_are_read_once_a_minute_not_on_every_click(users, versioned, monkeypatch):
+    reads = []
+    monkeypatch.setattr(history, "flow_versions", lambda session, actor: reads.append(actor.username) or ["X v1"])
+    at = open_page(users["root"])
+    at.selectbox(key="history_feedback").select("up")
+    rerun(at)
+    assert reads == ["root"] and at.selectbox(key="history_version").options == ["All", "X v1"]
+
+
+def test_the_transcript_shows_what_answered_the_steps_and_the_files(users, versioned):
+    at = open_page(users["alice"])
+    at = select_row(at, table(at).index("Agent churn"))
+    assert "2024-05-06 09:00:00 UTC · Notes RAG v7 · gpt-4o-mini · 1.2 s · complete" in captions(at)
+    assert "Attached: q3.pdf (12 KB)" in captions(at)
+    assert [e.label for e in at.expander] == ["2 steps"]
 
 
 def test_analyst_deletes_a_conversation_after_confirming(page_db, users, chats):
