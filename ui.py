@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
-from chatbot import resources
+from chatbot import export, resources
 from chatbot.engine import Progress
 from chatbot.errors import ChatbotError
 from chatbot.history import MAX_SEARCH_CHARS
@@ -88,8 +88,7 @@ def by_date(conversations) -> list[tuple[str, list]]:
     return [(name, groups[name]) for name in DATE_GROUPS if name in groups]
 
 
-def duration(ms: int) -> str:
-    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+duration = export.duration  # '850 ms', '1.2 s': the same words on the page and in the exports
 
 
 def message_caption(message) -> str:
@@ -142,9 +141,7 @@ def attached_files(files: list[dict] | None) -> None:
 
 
 def file_size(size: int | None) -> str:
-    if size is None:
-        return "size unknown"
-    return f"{size} B" if size < 1024 else f"{size / 1024:.0f} KB" if size < 1024**2 else f"{size / 1024**2:.1f} MB"
+    return export.file_size(size) or "size unknown"
 
 
 def question_body(text: str) -> None:

@@ -493,7 +493,7 @@ def _markdown_files(files: list[dict]) -> str:
     """'Attached: q3.pdf (1.2 MB, application/pdf), notes.txt (12 KB)'."""
     described = []
     for attached in files:
-        details = ", ".join(part for part in (_file_size(attached.get("size")), attached.get("type")) if part)
+        details = ", ".join(part for part in (file_size(attached.get("size")), attached.get("type")) if part)
         described.append(_one_line(str(attached.get("name") or "a file")) + (f" ({_one_line(details)})" if details else ""))
     return "Attached: " + ", ".join(described)
 
@@ -505,7 +505,7 @@ def _markdown_steps(steps: list[dict]) -> list[str]:
     for number, step in enumerate(steps, 1):
         took = step.get("duration_ms")
         head = [f"Step {number} of {len(steps)}", _one_line(str(step.get("name") or "tool"))]
-        head += [_duration(round(took)) if isinstance(took, int | float) else "", _one_line(str(step.get("status") or ""))]
+        head += [duration(round(took)) if isinstance(took, int | float) else "", _one_line(str(step.get("status") or ""))]
         lines += ["", " · ".join(part for part in head if part)]
         for label, value in (("Input", step.get("input")), ("Output", step.get("output"))):
             if value not in (None, "", [], {}):
@@ -530,12 +530,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _duration(ms: int) -> str:
+def duration(ms: int) -> str:
     """As the app shows it: '850 ms', '1.2 s'."""
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-def _file_size(size) -> str:
+def file_size(size) -> str:
+    """'850 B', '12 KB', '3.4 MB'; '' for a size not known."""
     if not isinstance(size, int):
         return ""
     return f"{size} B" if size < 1024 else f"{size / 1024:.0f} KB" if size < 1024**2 else f"{size / 1024**2:.1f} MB"

@@ -116,7 +116,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation", "conversation_id", "id"),
         Index("ix_messages_created", "created_at"),
-        Index("ix_messages_flow_version", "flow_version", "conversation_id"),
+        Index("ix_messages_flow_version", "flow_version", "flow_name", "conversation_id"),
     )
 
 

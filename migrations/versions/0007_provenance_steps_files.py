@@ -33,7 +33,7 @@ def upgrade() -> None:
     op.add_column("conversations", sa.Column("flow", sa.String(200), nullable=True))
     op.add_column("conversations", sa.Column("last_version", sa.String(250), nullable=True))
     op.execute(REMEMBER_FLOW)
-    op.create_index("ix_messages_flow_version", "messages", ["flow_version", "conversation_id"])
+    op.create_index("ix_messages_flow_version", "messages", ["flow_version", "flow_name", "conversation_id"])
 
 
 def downgrade() -> None:
