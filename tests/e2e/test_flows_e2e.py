@@ -3,6 +3,7 @@ among them, asked through the app: agent steps, several outputs, a file, the flo
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import uuid
@@ -16,9 +17,12 @@ from tests.e2e.conftest import (
     AppServer,
     ask,
     assert_no_traceback,
+    download,
     logged_in,
     messages,
     open_chat,
+    open_history,
+    screenshot,
     settle,
     start_app,
     warm_up,
@@ -107,6 +111,7 @@ def test_an_agent_shows_the_step_it_runs_then_its_steps_under_the_answer(page: P
     expect(answer.get_by_text("evaluate_expression")).to_be_visible()
     expect(answer.get_by_test_id("stCode").last).to_contain_text('{"result": "87"}')
     expect(answer.get_by_text("agent · gpt-4o-mini ·")).to_be_visible()
+    screenshot(page, "agent", top=page.get_by_role("heading", name="What is 12*7+3?"))
     [(steps, model)] = stored(flows_app, "SELECT steps, model FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1")
     assert '"name": "evaluate_expression"' in steps and model == "gpt-4o-mini"
     assert_no_traceback(page)
@@ -171,3 +176,20 @@ def test_a_chain_of_agents_says_which_one_works_before_its_first_word(page: Page
     expect(answer.get_by_text("Running Agent… (step 2)")).to_be_visible(timeout=60_000)
     expect(answer.get_by_test_id("stFeedback")).to_be_visible(timeout=60_000)
     expect(answer).to_contain_text("You said: You said: You said: Plan a trip")
+
+
+def test_the_csv_export_says_what_answered_with_the_agents_steps_and_the_files(alice: Page, flows_app, tmp_path):
+    """After the tests above: every answer's flow, version and model, and its steps, are in the export."""
+    open_history(alice)
+    with download(alice, "CSV", tmp_path).open(encoding="utf-8-sig", newline="") as exported:
+        rows = list(csv.DictReader(exported))
+    answers = [r for r in rows if r["role"] == "assistant"]
+    versioned = next(r for r in answers if r["content"] == "Version 2 says: hello")
+    assert (versioned["flow_name"].startswith("versioned"), versioned["flow_version"]) == (True, "v2")
+    agent = next(r for r in answers if r["content"].startswith("The calculator says"))
+    steps = json.loads(agent["steps"])
+    assert (agent["flow_name"], agent["model"], [s["name"] for s in steps]) == (
+        "agent", "gpt-4o-mini", ["evaluate_expression"])
+    assert '"87"' in steps[0]["output"]
+    attached = next(r for r in rows if r["role"] == "user" and r["files"])
+    assert json.loads(attached["files"])[0]["name"] in ("launch-notes.txt", "review.txt")
