@@ -116,8 +116,12 @@ def messages(page: Page):
 
 
 def transcript(page: Page) -> list[str]:
-    """The first line of every chat message on the page, in order."""
-    return [text.strip().splitlines()[0] for text in page.get_by_test_id("stChatMessageContent").all_inner_texts()]
+    """The first line of every chat message on the page, in order, once the page has stopped
+    changing: under load a rerun's stale elements can still be on the page for a moment."""
+    contents = page.get_by_test_id("stChatMessageContent")
+    expect(contents).to_have_count(messages(page).count())
+    expect(page.locator('[data-testid="stChatMessage"] [data-stale="true"]')).to_have_count(0)
+    return [text.strip().splitlines()[0] for text in contents.all_inner_texts()]
 
 
 def conversation_id(page: Page) -> int:

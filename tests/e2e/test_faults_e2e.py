@@ -77,9 +77,10 @@ def test_langflow_unreachable_keeps_the_question_across_a_reload_and_retry_answe
     settle(page)  # the reload logs in again by cookie, and that rerun can swallow a click
     with ReplayServer(default=functools.partial(echo_flow, tokens=True), port=langflow_port):
         page.get_by_role("button", name="Retry").click()
-        expect(messages(page)).to_have_count(3)
-        expect(messages(page).last).to_contain_text(question)
         expect(messages(page).last.get_by_test_id("stFeedback")).to_be_visible()
+        expect(messages(page)).to_have_count(2)  # the failed answer is replaced (and kept as version 1)
+        expect(messages(page).last).to_contain_text(question)
+        expect(messages(page).last.get_by_text("2 / 2")).to_be_visible()
     expect(messages(page).last.get_by_test_id("stAlert")).to_have_count(0)
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
     assert "Traceback" not in unreachable_app.log_path.read_text()

@@ -84,7 +84,7 @@ def test_answer_appears_progressively(page: Page, langflow_app: AppServer, model
 
     expect(answer.get_by_test_id("stFeedback")).to_be_visible()  # saved
     expect(answer).to_contain_text(" ".join(WORDS))
-    expect(answer.get_by_test_id("stCaptionContainer")).to_contain_text(langflow_app.env["LANGFLOW_FLOW_ID"])
+    expect(answer.get_by_test_id("stCaptionContainer")).to_contain_text("model · gpt-4o-mini ·")  # the flow's name
 
 
 def test_model_answer_with_payloads_runs_nothing_while_streaming(page: Page, langflow_app: AppServer, model_stub):
