@@ -95,6 +95,26 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
 
 
 def _alembic(connection, action: str, revision: str) -> None:
+    """Run Alembic; on SQLite with foreign keys off, as SQLite documents for changing a table.
+
+    SQLite changes a column by copying its table and dropping the old one, and with foreign
+    keys on, dropping ``users`` would first delete every conversation (ON DELETE CASCADE).
+    The pragma is a no-op inside a transaction, so it is set on the bare connection.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _run_alembic(connection, action, revision)
+        if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+            raise RuntimeError("the migration left rows whose foreign keys point nowhere")
+    finally:
+        if sqlite:
+            connection.commit()
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _run_alembic(connection, action: str, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 models: users, conversations, messages, feedback and the audit log."""
+"""SQLAlchemy 2.0 models: users, login throttles, conversations, messages, feedback and the audit log."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -38,11 +39,36 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
-    password_hash: Mapped[str] = mapped_column(String(200))
+    # None: no password login (a single sign-on user).
+    password_hash: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20), default="analyst")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Failures since the last lock or login; lock_level counts the locks in a row (each one longer).
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    lock_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A deactivated user keeps their conversations and cannot log in; their sessions end.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Set by an admin's reset or a new account's one-time password: choose one at the next login.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Single sign-on: the provider's name in st.secrets [auth] and its "sub" claim; None: password login.
+    auth_provider: Mapped[str | None] = mapped_column(String(100))
+    auth_subject: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("auth_provider", "auth_subject", name="uq_users_auth_identity"),)
+
+
+class LoginThrottle(Base):
+    """Failed logins from one client address, or for a user name that has no account."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)  # "address:10.0.0.7", "name:bob"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    lock_level: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class Conversation(Base):
@@ -134,12 +160,12 @@ class Feedback(Base):
 
 
 class AuditEntry(Base):
-    """An admin looked at or exported conversations that are not theirs."""
+    """An admin looked at or exported conversations that are not theirs, or changed an account."""
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     actor_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    action: Mapped[str] = mapped_column(String(40))  # "view", "export", "purge"
+    action: Mapped[str] = mapped_column(String(40))  # "view", "export", "purge", "user.add", ...
     target: Mapped[str] = mapped_column(Text)  # what was seen: a conversation id or a filter
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from chatbot import db as database
 from chatbot import store
-from chatbot.models import Base
+from chatbot.models import Base, User
 
 # What only the migrations make: the full-text tables and index, and indexes the queries
 # need that the models do not declare (partial or expression indexes).
@@ -58,3 +59,27 @@ def test_a_conversation_remembers_the_flow_that_answered_it_before_0007(engine, 
     with db.begin() as session:
         remembered = {title: store.get_conversation(session, alice, cid).flow for title, cid in flows.items()}
     assert remembered == {"flow": "flow-9", "notes": "notes", "unanswered": None}
+
+
+def test_0008_keeps_every_conversation_on_sqlite_where_it_copies_the_users_table(engine, db, users):
+    """Regression: SQLite changes users.password_hash by copying the table; with foreign keys on,
+    dropping the old table would have deleted every conversation (ON DELETE CASCADE)."""
+    alice = users["alice"]
+    with db.begin() as session:
+        conversation_id = store.create_conversation(session, alice, title="kept").id
+    database.downgrade(engine, "0007")
+    database.migrate(engine)
+    with db.begin() as session:
+        assert store.get_conversation(session, alice, conversation_id).title == "kept"
+    if engine.dialect.name == "sqlite":  # and the connections that migrated enforce foreign keys again
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_a_user_without_a_password_gets_one_no_password_matches_below_0008(engine, db):
+    with db.begin() as session:
+        session.add(User(username="sso", name="Sso", password_hash=None, auth_provider="okta", auth_subject="1"))
+    database.downgrade(engine, "0007")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT password_hash FROM users WHERE username = 'sso'")).scalar() == "!"
+    database.migrate(engine)
