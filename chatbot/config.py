@@ -62,6 +62,12 @@ class Settings:
     auth_cookie_name: str = "chatbot_auth"
     auth_cookie_days: float = 30.0
     login_max_attempts: int = 5
+    # Sign-in: the username and password form, and single sign-on (OIDC) when st.secrets has [auth].
+    password_login: bool = True
+    sso_providers: tuple[str, ...] = field(default=(), metadata={"derived": True})  # from [auth]
+    sso_allowed_domains: frozenset[str] = frozenset()
+    sso_admin_emails: frozenset[str] = frozenset()
+    sso_admin_claim: tuple[str, str] | None = None  # ("groups", "chat-admins")
     max_message_chars: int = 20_000
     max_preview_chars: int = 100_000
     allowed_image_hosts: frozenset[str] = frozenset()
@@ -133,6 +139,11 @@ def load_settings(
         auth_cookie_name=raw.get("AUTH_COOKIE_NAME") or Settings.auth_cookie_name,
         auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
         login_max_attempts=_number(raw, "LOGIN_MAX_ATTEMPTS", Settings.login_max_attempts, int),
+        password_login=_flag(raw, "PASSWORD_LOGIN", Settings.password_login),
+        sso_providers=_sso_providers(secrets.get("auth"), env),
+        sso_allowed_domains=_domains(raw.get("SSO_ALLOWED_DOMAINS", "")),
+        sso_admin_emails=_emails(raw.get("SSO_ADMIN_EMAILS", "")),
+        sso_admin_claim=_claim_rule(raw.get("SSO_ADMIN_CLAIM")),
         max_message_chars=_number(raw, "MAX_MESSAGE_CHARS", Settings.max_message_chars, int),
         max_preview_chars=_number(raw, "MAX_PREVIEW_CHARS", Settings.max_preview_chars, int),
         allowed_image_hosts=_hosts(raw.get("ALLOWED_IMAGE_HOSTS", "")),
@@ -141,6 +152,9 @@ def load_settings(
         log_level=_log_level(raw.get("LOG_LEVEL", Settings.log_level)),
         log_format=_choice(raw, "LOG_FORMAT", ("text", "json"), Settings.log_format),
     )
+    if not settings.password_login and not settings.sso_providers:
+        raise ConfigError("PASSWORD_LOGIN", "is false and st.secrets has no [auth] section for single sign-on: "
+                          "nobody could sign in. Configure a provider in [auth] or set PASSWORD_LOGIN=true.")
     if check_engine:
         _check_engine(settings)
     _check_production(settings)
@@ -281,6 +295,78 @@ def _choice(raw: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if value not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, not {value!r}.")
     return value
+
+
+def _flag(raw: Mapping[str, str], name: str, default: bool) -> bool:
+    value = raw.get(name, str(default)).lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(name, f"must be true or false, not {raw[name]!r}.")
+    return value in ("true", "1", "yes", "on")
+
+
+def _words(value: str) -> list[str]:
+    return [word.strip().lower() for word in value.replace(",", " ").split() if word.strip()]
+
+
+def _domains(value: str) -> frozenset[str]:
+    """SSO_ALLOWED_DOMAINS: e-mail domains (example.com), separated by commas or spaces."""
+    domains = frozenset(word.lstrip("@") for word in _words(value))
+    for domain in domains:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain):
+            raise ConfigError("SSO_ALLOWED_DOMAINS", f"{domain!r} is not an e-mail domain. List domains like "
+                              "example.com, separated by commas.")
+    return domains
+
+
+def _emails(value: str) -> frozenset[str]:
+    emails = frozenset(_words(value))
+    for email in emails:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise ConfigError("SSO_ADMIN_EMAILS", f"{email!r} is not an e-mail address.")
+    return emails
+
+
+def _claim_rule(value: str | None) -> tuple[str, str] | None:
+    """SSO_ADMIN_CLAIM: "claim=value", e.g. groups=chat-admins (a dotted claim reaches into an object)."""
+    if not value:
+        return None
+    claim, equals, wanted = (part.strip() for part in value.partition("="))
+    if not equals or not claim or not wanted or not re.fullmatch(r"[\w:/.-]+", claim):
+        raise ConfigError("SSO_ADMIN_CLAIM", f"{value!r} is not claim=value. Write e.g. groups=chat-admins "
+                          "(members of the chat-admins group become admins).")
+    return claim, wanted
+
+
+def _sso_providers(auth: object, env: str) -> tuple[str, ...]:
+    """The single sign-on providers of st.secrets [auth], as st.login names them ("default": the
+    unnamed one); () without [auth]. Streamlit reads the section itself; this checks it early."""
+    if not auth:
+        return ()
+    if not isinstance(auth, Mapping):
+        raise ConfigError("[auth]", "must be a table in secrets.toml (see the README, Single sign-on).")
+    names = ["default"] if "client_id" in auth else []
+    names += [name for name, value in auth.items() if isinstance(value, Mapping) and "client_id" in value]
+    if not names:
+        raise ConfigError("[auth]", "names no provider: give client_id, client_secret and server_metadata_url "
+                          "in [auth] or in an [auth.NAME] table per provider.")
+    for key in ("redirect_uri", "cookie_secret"):
+        if not str(auth.get(key) or "").strip():
+            raise ConfigError("[auth]", f"needs {key} (see the README, Single sign-on).")
+    if not str(auth["redirect_uri"]).rstrip("/").endswith("/oauth2callback"):
+        raise ConfigError("[auth]", "redirect_uri must be the app's address with the path /oauth2callback, "
+                          "e.g. https://chat.example.com/oauth2callback.")
+    secret = str(auth["cookie_secret"])
+    if env == PRODUCTION and (len(secret) < MIN_PRODUCTION_KEY_LENGTH or len(set(secret)) < 8):
+        raise ConfigError("[auth]", f"cookie_secret must be a random secret of at least {MIN_PRODUCTION_KEY_LENGTH} "
+                          "characters in production.")
+    for name in names:
+        section = auth if name == "default" else auth[name]
+        missing = [key for key in ("client_id", "client_secret", "server_metadata_url") if not section.get(key)]
+        if "_" in name or missing:
+            raise ConfigError("[auth]", f"provider {name!r}: " + (
+                "a provider's name cannot hold '_' (Streamlit refuses it)." if "_" in name
+                else f"needs {', '.join(missing)}."))
+    return tuple(names)
 
 
 def _log_level(value: str) -> str:

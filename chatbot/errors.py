@@ -4,6 +4,7 @@
      ├── ConfigError             a setting is missing or malformed (names the setting)
      ├── InputError              a question, file or command argument is refused
      ├── NotFoundError           no such conversation/user *for this user*
+     ├── SignInRefused           single sign-on worked, but this app does not let them in
      ├── StoreError              the database could not be reached or refused a write
      └── EngineError             the answering engine failed
           ├── NotesError         the built-in notes engine could not read its notes
@@ -48,6 +49,10 @@ class InputError(ChatbotError):
 
 class NotFoundError(ChatbotError):
     """The thing does not exist, or does not belong to the acting user."""
+
+
+class SignInRefused(ChatbotError):
+    """The provider vouched for the user, and this app refuses them (deactivated, domain)."""
 
 
 class StoreError(ChatbotError):
