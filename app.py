@@ -70,7 +70,7 @@ except ChatbotError as exc:
     ui.show_error(exc, doing="opening the database")
     stop()
 
-if auth.needs_first_admin(db):
+if settings.password_login and auth.needs_first_admin(db):
     auth.first_admin_form(db, auth.setup_token(cookie_key(settings)))
     stop()
 

@@ -1,4 +1,5 @@
-"""streamlit-authenticator glue: login gate backed by the users table, first-admin setup, logout."""
+"""Login gate: single sign-on with st.login, streamlit-authenticator's password form, first-admin
+setup, logout. Both kinds of sign-in end at the same Actor; chatbot.sso decides who an SSO user is."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import streamlit_authenticator as stauth
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit_authenticator.utilities import LoginError
 
-from chatbot import store
+from chatbot import signin_routes, sso, store
 from chatbot.config import Settings, cookie_key
-from chatbot.errors import ChatbotError
+from chatbot.errors import ChatbotError, SignInRefused
 from chatbot.render import plain_text
 from chatbot.store import Actor
 
@@ -81,8 +82,66 @@ def _create_first_admin(db: sessionmaker[Session], username: str, name: str, pas
     st.rerun()
 
 
+SSO_NOTICES = {
+    signin_routes.FAILED: "Single sign-on did not complete: the answer from the sign-in provider was not "
+                          "valid (an expired, reused or altered sign-in link). Sign in again.",
+    signin_routes.DENIED: "Single sign-on was cancelled or refused by the sign-in provider. Sign in again, "
+                          "or ask an admin if it keeps failing.",
+}
+
+
 def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
-    """Show the login form until the user is authenticated; return the acting user."""
+    """Show the ways to sign in until the user is authenticated; return the acting user.
+
+    A single sign-on identity (st.user) comes first; otherwise the provider buttons and, when
+    PASSWORD_LOGIN is on, the password form.
+    """
+    if settings.sso_providers and st.user.is_logged_in:
+        return _sso_actor(db, settings)
+    _sso_notice()
+    for provider in settings.sso_providers:
+        if st.button(f"Sign in with {sso.provider_label(provider)}", key=f"auth_sso_{provider}",
+                     icon=":material/login:"):
+            st.session_state.pop("auth_sso_notice", None)
+            st.login(None if provider == sso.DEFAULT else provider)
+    if not settings.password_login:
+        return None
+    if settings.sso_providers:
+        st.caption("Or sign in with a username and password:")
+    return _password_login(db, settings)
+
+
+def _sso_notice() -> None:
+    """Say why the last single sign-on failed (signin_routes marks the redirect with ?sso=…).
+
+    The mark leaves the URL at once (it must not follow the user to /chat) and the message
+    stays for this browser session's login page.
+    """
+    if (outcome := st.query_params.get("sso")) is not None:
+        del st.query_params["sso"]
+        st.session_state["auth_sso_notice"] = SSO_NOTICES.get(outcome, SSO_NOTICES[signin_routes.FAILED])
+    if notice := st.session_state.get("auth_sso_notice"):
+        st.error(notice, icon=":material/error:")
+
+
+def _sso_actor(db: sessionmaker[Session], settings: Settings) -> Actor | None:
+    """The user of the signed-in identity, made on their first sign-in; refused ones can sign out."""
+    claims = {key: value for key, value in st.user.items() if key != "tokens"}
+    try:
+        with db.begin() as session:
+            actor = sso.sign_in(session, claims, sso.Policy.of(settings))
+    except SignInRefused as exc:
+        st.error(plain_text(str(exc)), icon=":material/block:")
+        if st.button("Sign out and use another account", key="auth_sso_refused_logout"):
+            st.logout()
+        return None
+    st.session_state.pop("auth_sso_notice", None)
+    st.session_state["auth_sso"] = claims.get("provider", sso.DEFAULT)
+    return actor
+
+
+def _password_login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
+    """streamlit-authenticator's form and cookie, backed by the users table."""
     with db.begin() as session:
         creds = store.credentials(session)
     before = {name: user["failed_login_attempts"] for name, user in creds["usernames"].items()}
@@ -183,16 +242,22 @@ def logout_button() -> None:
     """Log out: forget the session, delete the login cookie in the browser, show nothing else.
 
     The run stops right after, so the page is not drawn for a user who just left and the
-    cookie-deleting component stays on the page long enough to run in the browser.
+    cookie-deleting component stays on the page long enough to run in the browser. A single
+    sign-on session ends with st.logout (Streamlit's identity cookie, then the provider's own
+    sign-out), whose route also deletes the password cookie (chatbot.signin_routes).
     """
     authenticator = st.session_state.get("auth_authenticator")
-    if authenticator is None or not st.button("Log out", key="auth_logout"):
+    provider = st.session_state.get("auth_sso")
+    if (authenticator is None and provider is None) or not st.button("Log out", key="auth_logout"):
         return
-    username = st.session_state.get("username")
-    authenticator.authentication_controller.logout()
-    authenticator.cookie_controller.delete_cookie()
-    for key in ("auth_recorded", "actor", "auth_cookie"):
+    actor = st.session_state.get("actor")
+    if authenticator is not None:
+        authenticator.authentication_controller.logout()
+        authenticator.cookie_controller.delete_cookie()
+    for key in ("auth_recorded", "actor", "auth_cookie", "auth_sso"):
         st.session_state.pop(key, None)
-    logger.info("user %r logged out", username)
+    logger.info("user %r logged out", actor.username if actor else st.session_state.get("username"))
+    if provider is not None:
+        st.logout()
     st.info("You are logged out.")
     st.stop()

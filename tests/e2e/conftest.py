@@ -184,32 +184,34 @@ def add_users(env: dict[str, str], workdir: Path, users: Iterable[str]) -> None:
 
 
 def start_app(workdir: Path, *, extra_env: dict[str, str] | None = None,
-              users: Iterable[str] = tuple(USERS)) -> AppServer:
+              users: Iterable[str] = tuple(USERS), secrets: str = "", port: int | None = None) -> AppServer:
     """Create the users, start the app on a free port and wait until /_stcore/health answers.
 
     The app runs in ``workdir`` as in a deployment's folder: the repository's
     .streamlit/config.toml, a notes/ folder (the repository's notes and the payload note)
     and NOTES_DIR left at its default, so pages show "notes" rather than a temporary path.
+    ``secrets`` is the secrets.toml it reads (e.g. an [auth] section); ``port`` a port chosen
+    beforehand (single sign-on's redirect URI names it), tried once.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / ".streamlit", workdir / ".streamlit", ignore=shutil.ignore_patterns("secrets*"))
     shutil.copytree(REPO / "notes", workdir / "notes")
     (workdir / "notes" / f"{PAYLOAD_WORD}-payloads.md").write_text(PAYLOAD_NOTE)
-    secrets = workdir / "secrets.toml"  # empty: no developer's secrets file is read
-    secrets.write_text("")
+    secrets_file = workdir / "secrets.toml"  # only the test's: no developer's secrets file is read
+    secrets_file.write_text(secrets)
     env = app_env(workdir, extra_env or {})
     add_users(env, workdir, users)
-    for _attempt in range(3):  # another process may take the free port before streamlit binds it
-        port = free_port()
+    for _attempt in range(1 if port else 3):  # another process may take the free port before streamlit binds it
+        bound = port or free_port()
         command = [
             sys.executable, "-m", "streamlit", "run", str(REPO / "serve.py"),
-            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets),
+            "--server.port", str(bound), "--server.address", "127.0.0.1", "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets_file),
         ]
         with (workdir / "streamlit.log").open("ab") as log:
             process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
-        server = AppServer(f"http://127.0.0.1:{port}", workdir, process, env)
+        server = AppServer(f"http://127.0.0.1:{bound}", workdir, process, env)
         if wait_until_healthy(server):
             return server
         server.stop()
