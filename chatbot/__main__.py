@@ -1,9 +1,11 @@
-"""Command line: python -m chatbot users add|list|set-password|remove|import, and export."""
+"""Command line: python -m chatbot users add|list|set-password|reset-password|set-role|unlock|deactivate|
+reactivate|remove|import, and export. The users commands are chatbot.accounts' operations, as on the users page."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import os
 import re
 import stat
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from chatbot import accounts, export, history, store
 from chatbot import db as database
-from chatbot import export, history, store
 from chatbot.config import load_settings, read_secrets_file
 from chatbot.errors import ChatbotError, InputError
 from chatbot.models import ROLES
@@ -43,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(secrets=read_secrets_file(), check_engine=False)
         engine = database.make_engine(settings.database_url, pool_size=settings.db_pool_size)
         database.migrate(engine)
+        args.policy = accounts.LoginPolicy.of(settings)
         return args.run(args, database.session_factory(engine))
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -59,16 +62,37 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", default="analyst", help="analyst (default) or admin")
     add.add_argument("--name")
     add.add_argument("--email")
-    add.add_argument("--password-stdin", action="store_true", required=True,
-                     help="read the password from standard input (keeps it out of the shell history)")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (keeps it out of the shell history); "
+                          "without it the password is asked twice on the terminal")
+    add.add_argument("--one-time", action="store_true",
+                     help="make up a one-time password and print it; the user chooses their own at first login")
     add.set_defaults(run=_users_add)
 
-    users.add_parser("list", help="list users").set_defaults(run=_users_list)
+    users.add_parser("list", help="list users: role, sign-in, last login, locked, active").set_defaults(
+        run=_users_list)
 
-    password = users.add_parser("set-password", help="set a user's password")
+    password = users.add_parser("set-password", help="set a user's password (and unlock them)")
     password.add_argument("username")
-    password.add_argument("--password-stdin", action="store_true", required=True)
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the password from standard input; without it, asked twice on the terminal")
     password.set_defaults(run=_users_set_password)
+
+    reset = users.add_parser("reset-password", help="give a user a one-time password (printed) and unlock them")
+    reset.add_argument("username")
+    reset.set_defaults(run=_users_reset_password)
+
+    role = users.add_parser("set-role", help="make a user an analyst or an admin")
+    role.add_argument("username")
+    role.add_argument("role", choices=ROLES)
+    role.set_defaults(run=_users_set_role)
+
+    for action, text in (("unlock", "end a user's lock after failed logins"),
+                         ("deactivate", "block a user's logins and end their sessions (conversations stay)"),
+                         ("reactivate", "let a deactivated user log in again")):
+        command = users.add_parser(action, help=text)
+        command.add_argument("username")
+        command.set_defaults(run=_users_toggle, action=action)
 
     remove = users.add_parser("remove", help="remove a user and their conversations")
     remove.add_argument("username")
@@ -89,35 +113,69 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_password() -> str:
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise InputError("No password given on standard input.")
+def _read_password(args) -> str:
+    """The password from standard input (--password-stdin), or asked twice on a terminal."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InputError("No password given on standard input.")
+        return password
+    if not sys.stdin.isatty():
+        raise InputError("Standard input is not a terminal: pass the password with --password-stdin.")
+    password = getpass.getpass("Password: ")
+    if password != getpass.getpass("Repeat the password: "):
+        raise InputError("The two passwords differ. Nothing was changed.")
     return password
 
 
 def _users_add(args, db) -> int:
-    password = _read_password()
+    password = None if args.one_time else _read_password(args)
     with db.begin() as session:
-        store.create_user(session, username=args.username, password=password, role=args.role,
-                          name=args.name, email=args.email)
-    print(f"added {args.username.lower()} ({args.role})")
+        given = accounts.add_user(OPERATOR, args.username, session=session, policy=args.policy, role=args.role,
+                                  name=args.name, email=args.email, password=password)
+    print(f"added {args.username.strip().lower()} ({args.role})")
+    if given:
+        print(f"one-time password: {given}  (they choose their own at first login)")
     return 0
 
 
 def _users_list(args, db) -> int:
     with db.begin() as session:
-        for user in store.list_users(session):
-            last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
-            print(f"{user.username}\t{user.role}\t{user.name}\t{user.email or ''}\tlast login {last}")
+        for user in accounts.list_accounts(session=session):
+            last = user.last_login.strftime("%Y-%m-%d %H:%M") if user.last_login else "never"
+            state = "active" if user.active else "deactivated"
+            locked = f"\tlocked until {user.locked_until:%Y-%m-%d %H:%M:%S} UTC" if user.locked_until else ""
+            print(f"{user.username}\t{user.role}\t{user.name}\t{user.email}\tlast login {last}\t"
+                  f"{user.provider}\t{state}{locked}")
     return 0
 
 
 def _users_set_password(args, db) -> int:
-    password = _read_password()
+    password = _read_password(args)
     with db.begin() as session:
-        store.set_password(session, args.username, password)
-    print(f"password set for {args.username.lower()}")
+        accounts.reset_password(OPERATOR, args.username, session=session, policy=args.policy, password=password)
+    print(f"password set for {args.username.strip().lower()}")
+    return 0
+
+
+def _users_reset_password(args, db) -> int:
+    with db.begin() as session:
+        given = accounts.reset_password(OPERATOR, args.username, session=session, policy=args.policy)
+    print(f"one-time password for {args.username.strip().lower()}: {given}  (they choose their own at first login)")
+    return 0
+
+
+def _users_set_role(args, db) -> int:
+    with db.begin() as session:
+        accounts.set_role(OPERATOR, args.username, args.role, session=session)
+    print(f"{args.username.strip().lower()} is now {args.role}")
+    return 0
+
+
+def _users_toggle(args, db) -> int:
+    with db.begin() as session:
+        getattr(accounts, args.action)(OPERATOR, args.username, session=session)
+    print(f"{args.action.removesuffix('e')}ed {args.username.strip().lower()}")
     return 0
 
 

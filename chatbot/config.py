@@ -62,6 +62,13 @@ class Settings:
     auth_cookie_name: str = "chatbot_auth"
     auth_cookie_days: float = 30.0
     login_max_attempts: int = 5
+    # Each lock after LOGIN_MAX_ATTEMPTS failures in a row lasts the next of these (the last repeats).
+    login_lock_minutes: tuple[float, ...] = (1.0, 5.0, 30.0)
+    # Failures from one client address (every user name together) before it is locked too.
+    login_address_max_attempts: int = 20
+    # The request header that names the client behind a reverse proxy (deploy/: X-Real-IP).
+    client_address_header: str | None = None
+    password_min_length: int = 12
     # Sign-in: the username and password form, and single sign-on (OIDC) when st.secrets has [auth].
     password_login: bool = True
     sso_providers: tuple[str, ...] = field(default=(), metadata={"derived": True})  # from [auth]
@@ -139,6 +146,11 @@ def load_settings(
         auth_cookie_name=raw.get("AUTH_COOKIE_NAME") or Settings.auth_cookie_name,
         auth_cookie_days=_number(raw, "AUTH_COOKIE_DAYS", Settings.auth_cookie_days, float),
         login_max_attempts=_number(raw, "LOGIN_MAX_ATTEMPTS", Settings.login_max_attempts, int),
+        login_lock_minutes=_minutes(raw.get("LOGIN_LOCK_MINUTES")),
+        login_address_max_attempts=_number(raw, "LOGIN_ADDRESS_MAX_ATTEMPTS", Settings.login_address_max_attempts,
+                                           int),
+        client_address_header=_header_name(raw.get("CLIENT_ADDRESS_HEADER")),
+        password_min_length=_number(raw, "PASSWORD_MIN_LENGTH", Settings.password_min_length, int),
         password_login=_flag(raw, "PASSWORD_LOGIN", Settings.password_login),
         sso_providers=_sso_providers(secrets.get("auth"), env),
         sso_allowed_domains=_domains(raw.get("SSO_ALLOWED_DOMAINS", "")),
@@ -276,6 +288,26 @@ def _number(raw: Mapping[str, str], name: str, default, kind):
     if value <= 0:
         raise ConfigError(name, f"must be greater than 0, not {raw[name]!r}.")
     return value
+
+
+def _minutes(value: str | None) -> tuple[float, ...]:
+    """LOGIN_LOCK_MINUTES: durations in minutes separated by commas, e.g. "1,5,30"."""
+    if value is None:
+        return Settings.login_lock_minutes
+    try:
+        minutes = tuple(float(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        minutes = ()
+    if not minutes or min(minutes) <= 0:
+        raise ConfigError("LOGIN_LOCK_MINUTES", f"must be minutes greater than 0 separated by commas, "
+                          f"like 1,5,30, not {value!r}.")
+    return minutes
+
+
+def _header_name(value: str | None) -> str | None:
+    if value and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", value):
+        raise ConfigError("CLIENT_ADDRESS_HEADER", f"{value!r} is not a header name; use e.g. X-Real-IP.")
+    return value or None
 
 
 def _hosts(value: str) -> frozenset[str]:

@@ -165,7 +165,8 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # None: the command line (python -m chatbot users ...), which runs as the operator.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(40))  # "view", "export", "purge", "user.add", ...
     target: Mapped[str] = mapped_column(Text)  # what was seen: a conversation id or a filter
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -467,16 +467,22 @@ def feedback_for(session: Session, actor: Actor, message_ids: list[int]) -> dict
 # -- audit -----------------------------------------------------------------------------
 
 
+COMMAND_LINE = "(command line)"  # who did what the command line did, in the audit log
+
+
 def audit(session: Session, actor: Actor, action: str, target: str) -> None:
-    session.add(AuditEntry(actor_id=actor.id, action=action, target=storable(target)))  # a search as typed
+    """Note what an admin did; the command line's operator (id 0) is noted without a user."""
+    actor_id = actor.id or None
+    session.add(AuditEntry(actor_id=actor_id, action=action, target=storable(target)))  # a search as typed
 
 
 def list_audit(session: Session, actor: Actor, *, limit: int = 500) -> list[tuple[datetime, str, str, str]]:
     if not actor.is_admin:
         return []
     query = (
-        select(AuditEntry.created_at, User.username, AuditEntry.action, AuditEntry.target)
-        .join(User, User.id == AuditEntry.actor_id)
+        select(AuditEntry.created_at, func.coalesce(User.username, COMMAND_LINE), AuditEntry.action,
+               AuditEntry.target)
+        .outerjoin(User, User.id == AuditEntry.actor_id)
         .order_by(AuditEntry.id.desc()).limit(limit)
     )
     return [tuple(row) for row in session.execute(query)]

@@ -41,16 +41,16 @@ def users_in(url):
 
 def test_users_add_list_set_password_remove(cli):
     added = cli("users", "add", "Alice", "--role", "admin", "--name", "Alice A", "--email", "a@x.org",
-                "--password-stdin", stdin="first-password\n")
+                "--password-stdin", stdin="staple orbit canyon\n")
     assert (added.returncode, added.stdout) == (0, "added alice (admin)\n")
     listed = cli("users", "list")
-    assert listed.stdout.startswith("alice\tadmin\tAlice A\ta@x.org\tlast login never")
-    assert cli("users", "set-password", "alice", "--password-stdin", stdin="second-password\n").returncode == 0
+    assert listed.stdout == "alice\tadmin\tAlice A\ta@x.org\tlast login never\tpassword\tactive\n"
+    assert cli("users", "set-password", "alice", "--password-stdin", stdin="lemon harbor violet\n").returncode == 0
     engine = database.make_engine(cli.url)
     with database.session_factory(engine).begin() as session:
         hashed = store.get_user(session, "alice").password_hash.encode()
     engine.dispose()
-    assert bcrypt.checkpw(b"second-password", hashed)
+    assert bcrypt.checkpw(b"lemon harbor violet", hashed)
     assert cli("users", "remove", "alice").stdout == "removed alice\n"
     assert users_in(cli.url) == {}
 
@@ -69,8 +69,8 @@ def test_mistakes_print_one_line_exit_2_and_change_nothing(cli, args, stdin, mes
 
 
 def test_a_duplicate_user_is_refused(cli):
-    cli("users", "add", "bob", "--password-stdin", stdin="pw-one\n")
-    result = cli("users", "add", "BOB", "--role", "admin", "--password-stdin", stdin="pw-two\n")
+    cli("users", "add", "bob", "--password-stdin", stdin="staple orbit canyon\n")
+    result = cli("users", "add", "BOB", "--role", "admin", "--password-stdin", stdin="lemon harbor violet\n")
     assert (result.returncode, result.stderr) == (2, "error: User 'bob' already exists.\n")
     assert users_in(cli.url) == {"bob": ("analyst", "bob", None)}
 
@@ -98,7 +98,7 @@ def test_import_reads_a_streamlit_authenticator_config(cli, tmp_path):
 
 
 def test_import_is_all_or_nothing(cli, tmp_path):
-    cli("users", "add", "rbriggs", "--password-stdin", stdin="pw\n")
+    cli("users", "add", "rbriggs", "--password-stdin", stdin="staple orbit canyon\n")
     config = tmp_path / "config.yaml"
     config.write_text("credentials:\n  usernames:\n    new1: {password: a}\n    rbriggs: {password: b}\n")
     result = cli("users", "import", str(config))
@@ -176,3 +176,61 @@ def test_a_malformed_import_file_is_one_line_exit_2_and_imports_nobody(tmp_path,
     assert error.startswith(f"error: {config}") or error.startswith(f"error: Cannot read {config}")
     assert message in error and error.count("\n") == 1, error
     assert users_in(url) == {}
+
+
+def test_users_add_refuses_a_weak_password_saying_why(cli):
+    result = cli("users", "add", "bob", "--password-stdin", stdin="x\n")
+    assert (result.returncode, result.stderr) == (
+        2, "error: The password is too short (1 characters): use at least 12.\n")
+    result = cli("users", "add", "bob", "--password-stdin", stdin="bob-the-builder-1\n")
+    assert "must not contain the user name" in result.stderr
+    assert users_in(cli.url) == {}
+
+
+def test_users_add_without_password_stdin_asks_twice_on_a_terminal(cli, tmp_path):
+    """getpass reads the terminal: run under a pseudo-terminal and answer both prompts."""
+    import pty
+
+    env = {**os.environ, "DATABASE_URL": cli.url}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command line on the terminal
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "chatbot", "users", "add", "carol"], env)
+    output = b""
+    for answer in (b"staple orbit canyon\n", b"staple orbit canyon\n"):
+        while b"assword: " not in output.split(b"\n")[-1]:
+            output += os.read(fd, 1024)
+        os.write(fd, answer)
+        output += os.read(fd, 1024)
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"Repeat the password: " in output and b"added carol (analyst)" in output
+    assert set(users_in(cli.url)) == {"carol"}
+
+
+def test_users_add_without_a_terminal_asks_for_password_stdin(cli):
+    result = cli("users", "add", "carol")
+    assert (result.returncode, result.stderr) == (
+        2, "error: Standard input is not a terminal: pass the password with --password-stdin.\n")
+
+
+def test_one_time_passwords_unlock_deactivate_reactivate_set_role(cli):
+    added = cli("users", "add", "dave", "--one-time")
+    assert added.returncode == 0 and "one-time password: " in added.stdout
+    cli("users", "add", "root", "--role", "admin", "--password-stdin", stdin="staple orbit canyon\n")
+    assert cli("users", "unlock", "dave").stdout == "unlocked dave\n"
+    assert cli("users", "deactivate", "dave").stdout == "deactivated dave\n"
+    assert cli("users", "list").stdout.splitlines()[0].endswith("\tpassword\tdeactivated")
+    assert cli("users", "reactivate", "dave").stdout == "reactivated dave\n"
+    assert cli("users", "set-role", "dave", "admin").stdout == "dave is now admin\n"
+    reset = cli("users", "reset-password", "dave")
+    assert reset.stdout.startswith("one-time password for dave: ")
+    assert cli("users", "set-role", "nobody", "admin").stderr == "error: No user 'nobody'.\n"

@@ -1,4 +1,4 @@
-"""accounts: deactivation, single sign-on identities, temporary locks, per-address throttling
+"""accounts: deactivation, single sign-on identities, temporary locks, per-address throttling, CLI audit
 
 Revision ID: 0008
 Revises: 0007
@@ -25,6 +25,7 @@ USER_COLUMNS = (
 # and starts over, so the old counts (which only an admin's set-password cleared) are let go.
 FORGET_FAILURES = "UPDATE users SET failed_logins = 0"
 # Going down: a single sign-on user has no password; '!' is a hash no password matches.
+NO_ACTOR = "DELETE FROM audit_log WHERE actor_id IS NULL"  # going down: the command line's entries
 NO_PASSWORD = "UPDATE users SET password_hash = '!' WHERE password_hash IS NULL"
 
 
@@ -45,9 +46,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key"),
     )
     op.create_index("ix_login_throttle_updated_at", "login_throttle", ["updated_at"])
+    # The command line's account changes are audited too, with no user behind them.
+    with op.batch_alter_table("audit_log") as batch:
+        batch.alter_column("actor_id", existing_type=sa.Integer(), nullable=True)
 
 
 def downgrade() -> None:
+    op.execute(NO_ACTOR)
+    with op.batch_alter_table("audit_log") as batch:
+        batch.alter_column("actor_id", existing_type=sa.Integer(), nullable=False)
     op.drop_index("ix_login_throttle_updated_at", table_name="login_throttle")
     op.drop_table("login_throttle")
     op.execute(NO_PASSWORD)
