@@ -139,13 +139,17 @@ def remove_user(session: Session, username: str) -> None:
 
 
 def credentials(session: Session) -> dict:
-    """The users as a streamlit-authenticator credentials dict."""
+    """The users who log in with a password, as a streamlit-authenticator credentials dict.
+
+    A single sign-on user has no password hash: the password form does not know them (their
+    username typed there fails like any unknown name, instead of crashing the check).
+    """
     users = {
         u.username: {
             "name": u.name, "email": u.email or "", "password": u.password_hash,
             "roles": [u.role], "failed_login_attempts": u.failed_logins, "logged_in": False,
         }
-        for u in list_users(session)
+        for u in list_users(session) if u.password_hash
     }
     return {"usernames": users}
 

@@ -147,6 +147,12 @@ def test_a_long_or_odd_name_still_makes_a_valid_username(db):
     assert len(actor.username) <= 80
 
 
+def test_the_password_form_does_not_know_single_sign_on_users(db, users):
+    sign_in(db, claims())
+    with db.begin() as session:
+        assert sorted(store.credentials(session)["usernames"]) == ["alice", "bob", "root"]
+
+
 def test_provider_labels():
     assert [sso.provider_label(n) for n in ("default", "google", "microsoft", "okta", "test-idp")] == [
         "single sign-on", "Google", "Microsoft", "Okta", "Test Idp"]
