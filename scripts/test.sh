@@ -4,7 +4,8 @@
 # replicas deployment test. Extra arguments go to pytest (e.g. -m "not e2e", -k store).
 #
 # Needs: python3 (3.11+), a PostgreSQL it can reach (TEST_DATABASE_URL, default the local one
-# with trust auth), and Debian's chromium and nginx (installed here with apt-get when run as root).
+# with trust auth), Debian's chromium and nginx (installed here with apt-get when run as root),
+# and Node.js (22 LTS, or 20) with npm for the single sign-on tests' OIDC provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,13 @@ if (( ${#missing[@]} )); then
     else
         echo "note: ${missing[*]} missing: browser/deploy tests will skip (install with apt-get)" >&2
     fi
+fi
+
+# The real OpenID Connect provider for the single sign-on tests (npm's oidc-provider, pinned).
+if command -v npm >/dev/null; then
+    npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error >/dev/null
+else
+    echo "note: npm missing: the single sign-on tests will skip (install Node.js 22 LTS or 20)" >&2
 fi
 
 # The real Langflow server for the client's integration tests, in its own venv (cached).

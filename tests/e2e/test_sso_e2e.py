@@ -29,6 +29,7 @@ from tests.e2e.conftest import (
     settle,
     sidebar,
     start_app,
+    submit_login,
     table_titles,
 )
 from tests.oidc_server import ANN, BEN, CY, IdpUser, OidcProvider, auth_secrets, start_provider
@@ -36,6 +37,8 @@ from tests.oidc_server import ANN, BEN, CY, IdpUser, OidcProvider, auth_secrets,
 pytestmark = pytest.mark.e2e
 
 SIGN_IN = "Sign in with Acme"
+# A password user beside the single sign-on ones (made here: the suite's users are not needed).
+PASSWORD_USER, PASSWORD = "dana", "violet-harbour-tramline-47"
 QUESTION = "How do I find sessions idle in transaction? (ticket ss5521)"
 
 
@@ -49,13 +52,22 @@ def idp_app(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Itera
         # prompt=login: the provider asks for the password at every sign-in (as Okta's and Auth0's
         # docs suggest for shared machines); the default select_account is not one it supports.
         server = start_app(workdir, secrets=auth_secrets(provider, redirect_uri, prompt="login"), port=port,
-                           extra_env={"SSO_ADMIN_CLAIM": "groups=chat-admins"})
+                           extra_env={"SSO_ADMIN_CLAIM": "groups=chat-admins"}, users=())
+        cli(server, "users", "add", PASSWORD_USER, "--password-stdin", stdin=f"{PASSWORD}\n")
     except BaseException:
         provider.stop()
         raise
     yield server, provider
     server.stop()
     provider.stop()
+
+
+def cli(app: AppServer, *args: str, stdin: str = "") -> str:
+    """Run python -m chatbot ... against the app's database; its standard output."""
+    result = subprocess.run([sys.executable, "-m", "chatbot", *args], input=stdin, env=app.env, cwd=app.workdir,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 @pytest.fixture
@@ -138,11 +150,9 @@ def test_the_group_claim_makes_an_admin(page: Page, app: AppServer):
 
 def test_the_users_list_shows_the_provider(page: Page, app: AppServer):
     sign_in(page, app, BEN)
-    listed = subprocess.run([sys.executable, "-m", "chatbot", "users", "list"], env=app.env, cwd=app.workdir,
-                            capture_output=True, text=True, timeout=60)
-    assert listed.returncode == 0, listed.stderr
-    line = next(line for line in listed.stdout.splitlines() if line.startswith(BEN.email))
-    assert "acme" in line
+    listed = {line.split("\t")[0]: line.split("\t") for line in cli(app, "users", "list").splitlines()}
+    assert "acme" in listed[BEN.email]
+    assert "acme" not in listed[PASSWORD_USER]
 
 
 def test_a_second_user_sees_none_of_the_first_users_conversations(page: Page, second_context: BrowserContext,
@@ -173,9 +183,19 @@ def test_logout_ends_the_single_sign_on_and_the_next_sign_in_asks_again(page: Pa
 
 
 def test_password_login_still_works_and_its_logout_is_clean(page: Page, app: AppServer):
-    login(page, "alice", base_url=base(app))
+    login(page, PASSWORD_USER, PASSWORD, base_url=base(app))
     sidebar(page).get_by_role("button", name="Log out").click()
     expect(page.get_by_text("You are logged out.")).to_be_visible()
+
+
+def test_the_password_form_does_not_know_a_single_sign_on_user(page: Page, app: AppServer):
+    sign_in(page, app, BEN)
+    page.context.clear_cookies()
+    page.goto(base(app))
+    submit_login(page, BEN.email, BEN.password)
+    expect(page.get_by_text("incorrect")).to_be_visible()
+    expect(sidebar(page).get_by_text("Signed in as")).to_have_count(0)
+    assert_no_traceback(page)
 
 
 def test_a_forged_callback_is_refused_with_a_clear_message(page: Page, app: AppServer):
