@@ -96,7 +96,7 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     A single sign-on identity (st.user) comes first; otherwise the provider buttons and, when
     PASSWORD_LOGIN is on, the password form.
     """
-    if settings.sso_providers and st.user.is_logged_in:
+    if settings.sso_providers and st.user.get("is_logged_in"):
         return _sso_actor(db, settings)
     _sso_notice()
     for provider in settings.sso_providers:
@@ -131,6 +131,7 @@ def _sso_actor(db: sessionmaker[Session], settings: Settings) -> Actor | None:
         with db.begin() as session:
             actor = sso.sign_in(session, claims, sso.Policy.of(settings))
     except SignInRefused as exc:
+        st.session_state.pop("actor", None)  # deactivated while signed in: their session ends too
         st.error(plain_text(str(exc)), icon=":material/block:")
         if st.button("Sign out and use another account", key="auth_sso_refused_logout"):
             st.logout()
