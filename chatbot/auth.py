@@ -125,6 +125,10 @@ def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
 
 
 def _login_form(db: sessionmaker[Session], settings: Settings) -> None:
+    if st.session_state.get("auth_logged_out"):
+        _erase_cookie(settings)
+    if st.session_state.pop("auth_bye", False):
+        st.info("You are logged out.", icon=":material/logout:")
     if notice := st.session_state.pop("auth_notice", None):
         st.success(notice, icon=":material/check_circle:")
     with st.form("auth_login"):
@@ -243,20 +247,23 @@ def _forget_login(settings: Settings) -> None:
     for key in (USER_KEY, "actor", "auth_cookie"):
         st.session_state.pop(key, None)
     st.session_state["auth_logged_out"] = True  # the cookie this connection was opened with is stale
+    _erase_cookie(settings)
+
+
+def _erase_cookie(settings: Settings) -> None:
     _cookie_element(f"{settings.auth_cookie_name}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; path=/; SameSite=Strict",
                     key="auth_cookie_eraser")
 
 
 def logout_button(settings: Settings) -> None:
-    """Log out: forget the session, delete the login cookie in the browser, show nothing else.
-
-    The run stops right after, so the page is not drawn for a user who just left and the
-    cookie-deleting element stays on the page long enough to run in the browser.
-    """
+    """Log out: forget the session, and show the login form at once (its run deletes the login
+    cookie in the browser, as every run of the form does until the next login)."""
     if not st.button("Log out", key="auth_logout"):
         return
     actor = st.session_state.get("actor")
-    _forget_login(settings)
+    for key in (USER_KEY, "actor", "auth_cookie"):
+        st.session_state.pop(key, None)
+    st.session_state["auth_logged_out"] = True  # the cookie this connection was opened with is stale
+    st.session_state["auth_bye"] = True
     logger.info("user %r logged out", actor.username if actor else None)
-    st.info("You are logged out.")
-    st.stop()
+    st.rerun()

@@ -116,10 +116,11 @@ def test_a_weak_admin_password_is_refused_saying_why(empty_app):
         assert store.count_users(session) == 0
 
 
-def test_logging_out_hides_the_page_at_once_and_then_shows_the_login_form(app_db):
+def test_logging_out_shows_the_login_form_at_once(app_db):
     at = logged_in()
     at.sidebar.button(key="auth_logout").click().run()
     assert not at.exception
     assert [i.value for i in at.info] == ["You are logged out."] and len(at.chat_input) == 0
-    at.run()
     assert [t.label for t in at.text_input] == ["Username", "Password"]
+    at.run()  # and stays logged out
+    assert len(at.chat_input) == 0 and [t.label for t in at.text_input] == ["Username", "Password"]
