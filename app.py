@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from chatbot import auth, resources
+from chatbot import accounts, auth, resources
 from chatbot.config import cookie_key
 from chatbot.errors import ChatbotError, ConfigError
 
@@ -19,33 +19,34 @@ PAGES = [
     st.Page(HERE / "pages" / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(HERE / "pages" / "history.py", title="History", icon=":material/history:", url_path="history"),
 ]
+# Admins only: not in an analyst's navigation, and the page refuses them itself too.
+ADMIN_PAGES = [st.Page(HERE / "pages" / "users.py", title="Users", icon=":material/group:", url_path="users")]
 
 
-def navigation(position: str = "sidebar"):
-    """st.navigation, plus one rerun the first time a browser session gets here.
+def first_run() -> None:
+    """The first run of a browser session: note the page the URL asked for, let Streamlit see
+    st.navigation, and run again before drawing anything.
 
-    Until a session has seen st.navigation, the widgets rendered before it (the login form,
-    the cookie component) get other ids than in later runs, and the first login is lost.
-    That first run also notes which page the URL asked for (see open_page_asked_for).
+    Until a session has seen st.navigation, widgets get other ids than in later runs. A login
+    form drawn in that first run was replaced by the rerun's: a login typed into it (easily,
+    while a loaded machine was still busy with the rerun) was lost without a word.
     """
-    first = "app_pages_known" not in st.session_state
-    if first:  # unless a page of pages/ noted it already (ui.require_actor)
-        st.session_state.setdefault("app_asked_for", ui.asked_for())
-    page = st.navigation(PAGES, position=position)
-    if first:
-        st.session_state["app_pages_known"] = True
-        st.rerun()
-    return page
+    if "app_pages_known" in st.session_state:
+        return
+    st.session_state.setdefault("app_asked_for", ui.asked_for())  # unless a page of pages/ noted it
+    st.navigation(PAGES + ADMIN_PAGES, position="hidden")
+    st.session_state["app_pages_known"] = True
+    st.rerun()
 
 
-def open_page_asked_for(current) -> None:
+def open_page_asked_for(current, pages) -> None:
     """Open the page that the session's first URL named (a bookmark of /history, say).
 
     Streamlit resolves a first load of /history to the page hash of its legacy pages/ mode,
     which st.navigation does not know, so it runs the default page instead.
     """
     path, query = st.session_state.pop("app_asked_for", ("", {}))
-    asked = [p for p in PAGES if p.url_path and path.rstrip("/").endswith("/" + p.url_path)]
+    asked = [p for p in pages if p.url_path and path.rstrip("/").endswith("/" + p.url_path)]
     if asked and asked[0].url_path != current.url_path:
         st.switch_page(asked[0], query_params=query)
 
@@ -53,10 +54,11 @@ def open_page_asked_for(current) -> None:
 def stop() -> None:
     """End this run without showing a page. st.navigation must still be called: without it
     Streamlit falls back to serving pages/ directly, which would bypass the login gate."""
-    navigation(position="hidden")
+    st.navigation(PAGES, position="hidden")
     st.stop()
 
 
+first_run()
 try:
     settings = resources.settings()
     db = resources.database(settings.database_url, settings.db_pool_size)
@@ -71,7 +73,7 @@ except ChatbotError as exc:
     stop()
 
 if settings.password_login and auth.needs_first_admin(db):
-    auth.first_admin_form(db, auth.setup_token(cookie_key(settings)))
+    auth.first_admin_form(db, auth.setup_token(cookie_key(settings)), accounts.LoginPolicy.of(settings))
     stop()
 
 actor = auth.login(db, settings)
@@ -79,9 +81,10 @@ if actor is None:
     stop()
 st.session_state["actor"] = actor
 
-page = navigation()
-open_page_asked_for(page)
+pages = PAGES + (ADMIN_PAGES if actor.is_admin else [])
+page = st.navigation(pages)
+open_page_asked_for(page, pages)
 with st.sidebar:
     st.caption(f"Signed in as **{ui.plain_text(actor.name)}** ({actor.role})")
-    auth.logout_button()
+    auth.logout_button(settings)
 page.run()

@@ -309,12 +309,12 @@ def reset_password(actor: Actor, username: str, *, session: Session, policy: Log
     return None if password is not None else chosen
 
 
-def change_own_password(user_id: int, old: str, new: str, *, session: Session, policy: LoginPolicy) -> None:
-    """A user replaces their (one-time) password; ``old`` must still match."""
+def change_own_password(user_id: int, new: str, *, session: Session, policy: LoginPolicy) -> None:
+    """A user who just logged in with a one-time password chooses their own."""
     user = session.get(User, user_id)
-    if user is None or not user.password_hash or not bcrypt.checkpw(old.encode()[:72], user.password_hash.encode()):
-        raise InputError("The current password is wrong.")
-    if new == old:
+    if user is None or not user.active:
+        raise NotFoundError("Your account is not active any more. Ask an admin.")
+    if user.password_hash and bcrypt.checkpw(new.encode()[:store.BCRYPT_MAX_BYTES], user.password_hash.encode()):
         raise InputError("Choose a new password, not the one you were given.")
     check_password(new, policy=policy, user=user)
     user.password_hash = store.hash_password(new)

@@ -1,27 +1,41 @@
-"""Login gate: single sign-on with st.login, streamlit-authenticator's password form, first-admin
-setup, logout. Both kinds of sign-in end at the same Actor; chatbot.sso decides who an SSO user is."""
+"""The login gate: single sign-on with st.login, the password form, the login cookie, first-admin
+setup, logout. Both kinds of sign-in end at the same Actor; chatbot.sso decides who an SSO user is.
+
+The login cookie is streamlit-authenticator's (a JWT of the user name and an expiry date signed
+with AUTH_COOKIE_KEY), so a browser logged in before keeps its login. The form and the cookie are
+the app's own, for three faults of the authenticator's widget under load:
+- its cookie was written by a component in an iframe, which loads after the page: a reload in
+  the first second after login found no cookie and logged the user out;
+- that component reported back with a rerun on every page load, which could overtake a login;
+- the form was drawn, then the login checked, then the page drawn under the form.
+Here the login is checked in the form's callback, before the run that draws the page, and the
+cookie is written by a small script in the page itself (allowed by its hash in the CSP).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import streamlit as st
-import streamlit_authenticator as stauth
 from sqlalchemy.orm import Session, sessionmaker
-from streamlit_authenticator.utilities import LoginError
 
-from chatbot import signin_routes, sso, store
+from chatbot import accounts, signin_routes, sso, store
 from chatbot.config import Settings, cookie_key
 from chatbot.errors import ChatbotError, SignInRefused
 from chatbot.render import plain_text
 from chatbot.store import Actor
 
 logger = logging.getLogger(__name__)
+COOKIE_SCRIPT = (Path(__file__).resolve().parent.parent / "assets" / "login-cookie.js").read_text(encoding="utf-8")
+COOKIE_SETTLE_SECONDS = 30.0  # the cookie-writing element stays this long after a login
+USER_KEY = "auth_user_id"  # the logged-in user's id in st.session_state
 
 
 def setup_token(key: str) -> str:
@@ -41,7 +55,7 @@ def needs_first_admin(db: sessionmaker[Session]) -> bool:
         return store.count_users(session) == 0
 
 
-def first_admin_form(db: sessionmaker[Session], token: str) -> None:
+def first_admin_form(db: sessionmaker[Session], token: str, policy: accounts.LoginPolicy) -> None:
     """The one-time form shown while the database has no users."""
     announce_setup_token(token)
     st.title("Create the admin account")
@@ -53,7 +67,8 @@ def first_admin_form(db: sessionmaker[Session], token: str) -> None:
         given = st.text_input("Setup token", type="password", key="setup_token")
         username = st.text_input("Username", key="setup_username")
         name = st.text_input("Full name", key="setup_name")
-        password = st.text_input("Password", type="password", key="setup_password")
+        password = st.text_input("Password", type="password", key="setup_password",
+                                 help=f"At least {policy.min_length} characters; a few unrelated words are best.")
         repeat = st.text_input("Repeat password", type="password", key="setup_repeat")
         submitted = st.form_submit_button("Create admin")
     if not submitted:
@@ -64,11 +79,13 @@ def first_admin_form(db: sessionmaker[Session], token: str) -> None:
     elif password != repeat:
         st.error("The two passwords differ.")
     else:
-        _create_first_admin(db, username, name, password)
+        _create_first_admin(db, username, name, password, policy)
 
 
-def _create_first_admin(db: sessionmaker[Session], username: str, name: str, password: str) -> None:
+def _create_first_admin(db: sessionmaker[Session], username: str, name: str, password: str,
+                        policy: accounts.LoginPolicy) -> None:
     try:
+        accounts.check_password(password, policy=policy, username=username.strip().lower(), name=name)
         with db.begin() as session:
             if store.count_users(session):
                 raise ChatbotError("An admin already exists: log in instead.")
@@ -82,6 +99,9 @@ def _create_first_admin(db: sessionmaker[Session], username: str, name: str, pas
     st.rerun()
 
 
+# -- the login gate ------------------------------------------------------------------------
+
+
 SSO_NOTICES = {
     signin_routes.FAILED: "Single sign-on did not complete: the answer from the sign-in provider was not "
                           "valid (an expired, reused or altered sign-in link). Sign in again.",
@@ -91,24 +111,50 @@ SSO_NOTICES = {
 
 
 def login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
-    """Show the ways to sign in until the user is authenticated; return the acting user.
-
-    A single sign-on identity (st.user) comes first; otherwise the provider buttons and, when
-    PASSWORD_LOGIN is on, the password form.
-    """
+    """The logged-in user: a single sign-on identity (st.user), else this browser session's or its
+    login cookie's password login; else the ways to sign in (provider buttons, the password form)."""
     if settings.sso_providers and st.user.get("is_logged_in"):
         return _sso_actor(db, settings)
+    user_id = (st.session_state.get(USER_KEY) or _user_from_cookie(db, settings)) if settings.password_login else None
+    if user_id is not None:
+        with db.begin() as session:
+            user = accounts.current_user(user_id, session=session)
+            actor = Actor.of(user) if user is not None else None
+            must_change = user is not None and user.must_change_password
+        if actor is None:  # deactivated or removed since: this session ends here
+            logger.info("ended the session of user id %s: deactivated or removed", user_id)
+            _forget_login(settings)
+            st.warning("Your account is not active any more. Ask an admin.", icon=":material/block:")
+            return None
+        st.session_state[USER_KEY] = actor.id
+        _write_cookie(settings)
+        if must_change:
+            _choose_password_form(db, actor, accounts.LoginPolicy.of(settings))
+            return None
+        return actor
+    if st.session_state.get("auth_logged_out"):
+        _erase_cookie(settings)
+    if st.session_state.pop("auth_bye", False):
+        st.info("You are logged out.", icon=":material/logout:")
+    _sso_buttons(settings)
+    if settings.password_login:
+        _login_form(db, settings)
+    return None
+
+
+# -- single sign-on ------------------------------------------------------------------------
+
+
+def _sso_buttons(settings: Settings) -> None:
+    """A "Sign in with <provider>" button per [auth] provider, and why the last sign-in failed."""
     _sso_notice()
     for provider in settings.sso_providers:
         if st.button(f"Sign in with {sso.provider_label(provider)}", key=f"auth_sso_{provider}",
                      icon=":material/login:"):
             st.session_state.pop("auth_sso_notice", None)
             st.login(None if provider == sso.DEFAULT else provider)
-    if not settings.password_login:
-        return None
-    if settings.sso_providers:
-        st.caption("Or sign in with a username and password:")
-    return _password_login(db, settings)
+    if settings.sso_providers and settings.password_login:
+        st.caption("Or log in with a username and password:")
 
 
 def _sso_notice() -> None:
@@ -125,13 +171,16 @@ def _sso_notice() -> None:
 
 
 def _sso_actor(db: sessionmaker[Session], settings: Settings) -> Actor | None:
-    """The user of the signed-in identity, made on their first sign-in; refused ones can sign out."""
+    """The user of the signed-in identity, made on their first sign-in; refused ones can sign out.
+
+    Checked on every run, so a user deactivated while signed in is refused at their next click.
+    """
     claims = {key: value for key, value in st.user.items() if key != "tokens"}
     try:
         with db.begin() as session:
             actor = sso.sign_in(session, claims, sso.Policy.of(settings))
     except SignInRefused as exc:
-        st.session_state.pop("actor", None)  # deactivated while signed in: their session ends too
+        st.session_state.pop("actor", None)
         st.error(plain_text(str(exc)), icon=":material/block:")
         if st.button("Sign out and use another account", key="auth_sso_refused_logout"):
             st.logout()
@@ -141,124 +190,153 @@ def _sso_actor(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     return actor
 
 
-def _password_login(db: sessionmaker[Session], settings: Settings) -> Actor | None:
-    """streamlit-authenticator's form and cookie, backed by the users table."""
-    with db.begin() as session:
-        creds = store.credentials(session)
-    before = {name: user["failed_login_attempts"] for name, user in creds["usernames"].items()}
-    authenticator = stauth.Authenticate(
-        creds, settings.auth_cookie_name, cookie_key(settings), settings.auth_cookie_days, auto_hash=False
-    )
-    _log_bad_cookies(authenticator)
+# -- the password form ---------------------------------------------------------------------
+
+
+def _login_form(db: sessionmaker[Session], settings: Settings) -> None:
     if notice := st.session_state.pop("auth_notice", None):
         st.success(notice, icon=":material/check_circle:")
+    with st.form("auth_login"):
+        st.subheader("Login")
+        st.text_input("Username", key="auth_username", autocomplete="username")
+        st.text_input("Password", type="password", key="auth_password", autocomplete="current-password")
+        st.form_submit_button("Login", on_click=_submit_login, args=(db, settings))
+    if refusal := st.session_state.pop("auth_refusal", None):
+        st.error(refusal, icon=":material/lock:")
+
+
+def _submit_login(db: sessionmaker[Session], settings: Settings) -> None:
+    """The Login button's callback: runs before the next run, so that run already draws the page."""
+    username = st.session_state.get("auth_username", "")
+    password = st.session_state.pop("auth_password", "")
+    st.session_state["auth_password"] = ""  # never kept, never sent back
+    address = client_address(settings)
     try:
-        authenticator.login(location="main", max_login_attempts=settings.login_max_attempts, key="auth_login")
-    except LoginError as exc:
-        st.error(f"{exc}. Ask an admin to reset your password (python -m chatbot users set-password).")
-    _record_failures(db, creds, before)
-    status = st.session_state.get("authentication_status")
-    if status is False:
-        st.error("Username or password is incorrect.")
-    if not status:
+        with db.begin() as session:
+            outcome = accounts.attempt_login(username, password, session=session, address=address,
+                                             policy=accounts.LoginPolicy.of(settings))
+            user_id = outcome.user.id if outcome.user else None
+    except ChatbotError as exc:
+        st.session_state["auth_refusal"] = plain_text(f"Logging in failed. {exc}")
+        return
+    if user_id is None:
+        logger.warning("failed login for %r from %s: %s", username[:80], address or "an unknown address",
+                       outcome.refusal)
+        st.session_state["auth_refusal"] = outcome.refusal
+        return
+    logger.info("user %r logged in", username.strip().lower())
+    st.session_state[USER_KEY] = user_id
+    st.session_state["auth_cookie"] = (_encode_cookie(username.strip().lower(), settings), time.monotonic())
+    st.session_state.pop("auth_logged_out", None)
+
+
+def client_address(settings: Settings) -> str | None:
+    """The browser's address: CLIENT_ADDRESS_HEADER when a proxy sets it (X-Real-IP behind
+    deploy/'s nginx, which overwrites whatever the browser sent), else the connection's."""
+    if settings.client_address_header:
+        value = st.context.headers.get(settings.client_address_header)
+        if value:
+            return value.split(",")[-1].strip()[:100]  # X-Forwarded-For: the proxy appended the last one
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
+
+
+def _choose_password_form(db: sessionmaker[Session], actor: Actor, policy: accounts.LoginPolicy) -> None:
+    """After a one-time password: the user chooses their own before anything else."""
+    st.title("Choose your password")
+    st.write(f"Your admin gave you a one-time password. Choose your own: at least {policy.min_length} "
+             "characters, not your name; a few unrelated words are best.")
+    with st.form("auth_choose"):
+        new = st.text_input("New password", type="password", key="auth_new_password", autocomplete="new-password")
+        repeat = st.text_input("Repeat the new password", type="password", key="auth_repeat_password",
+                               autocomplete="new-password")
+        submitted = st.form_submit_button("Save password")
+    if not submitted:
+        return
+    if new != repeat:
+        st.error("The two passwords differ.")
+        return
+    try:
+        with db.begin() as session:
+            accounts.change_own_password(actor.id, new, session=session, policy=policy)
+    except ChatbotError as exc:
+        st.error(plain_text(str(exc)))
+        return
+    logger.info("user %r chose their password", actor.username)
+    st.rerun()
+
+
+# -- the login cookie ----------------------------------------------------------------------
+
+
+def _encode_cookie(username: str, settings: Settings) -> str:
+    expires = (datetime.now() + timedelta(days=settings.auth_cookie_days)).timestamp()
+    return jwt.encode({"username": username, "exp_date": expires}, cookie_key(settings), algorithm="HS256")
+
+
+def _user_from_cookie(db: sessionmaker[Session], settings: Settings) -> int | None:
+    """The user id the browser's login cookie names, if it is valid; a bad one means "not logged in"."""
+    token = st.context.cookies.get(settings.auth_cookie_name)
+    if not token or st.session_state.get("auth_logged_out"):
         return None
-    return _actor(db, authenticator, st.session_state["username"])
-
-
-def _log_bad_cookies(authenticator: stauth.Authenticate) -> None:
-    """A login cookie that does not decode (expired key, tampered, stale) means "not logged in".
-
-    streamlit-authenticator prints the reason to stdout, which breaks JSON-lines logs; this
-    authenticator logs it instead (same decoding, same False result).
-    """
-    model = authenticator.cookie_controller.cookie_model
-
-    def decode() -> dict | bool:
-        try:
-            return jwt.decode(model.token, model.cookie_key, algorithms=["HS256"])
-        except jwt.PyJWTError as exc:
-            logger.info("ignored a login cookie that does not decode: %s", exc)
-            return False
-
-    model._token_decode = decode
-
-
-def _record_failures(db: sessionmaker[Session], creds: dict, before: dict[str, int]) -> None:
-    for name, user in creds["usernames"].items():
-        if user.get("failed_login_attempts", 0) > before.get(name, 0):
-            with db.begin() as session:
-                count = store.record_failed_login(session, name)
-            logger.warning("failed login for user %r (%d in a row)", name, count)
-
-
-def _actor(db: sessionmaker[Session], authenticator: stauth.Authenticate, username: str) -> Actor | None:
-    """The logged-in user from the database; a removed user is logged out."""
+    try:
+        claims = jwt.decode(token, cookie_key(settings), algorithms=["HS256"])
+    except jwt.PyJWTError as exc:
+        logger.info("ignored a login cookie that does not decode: %s", exc)
+        return None
+    if not isinstance(claims.get("username"), str) or not claims.get("exp_date", 0) > time.time():
+        return None
     with db.begin() as session:
-        user = store.get_user(session, username)
-        if user is not None and st.session_state.get("auth_recorded") != username:
-            store.record_login(session, username)
-        actor = Actor.of(user) if user is not None else None
-    if actor is None:
-        authenticator.authentication_controller.logout()
-        st.rerun()
-    _keep_login_cookie(authenticator)
-    st.session_state["auth_authenticator"] = authenticator
-    if st.session_state.get("auth_recorded") != username:
-        logger.info("user %r logged in", username)
-        st.session_state["auth_recorded"] = username
-        _remember_login_cookie(authenticator)
-        _keep_login_cookie(authenticator)
-        st.rerun()  # a run without the login form: one drawn in this run could outlive the login
-    return actor
+        user = store.get_user(session, claims["username"])
+        return user.id if user is not None else None
 
 
-COOKIE_SETTLE_SECONDS = 30.0
-
-
-def _remember_login_cookie(authenticator: stauth.Authenticate) -> None:
-    """After a form login, note the cookie the authenticator just asked the browser to store."""
-    model = authenticator.cookie_controller.cookie_model
-    if model.exp_date:  # None after a login from an existing cookie: nothing to store
-        st.session_state["auth_cookie"] = (model._token_encode(), model.exp_date, time.monotonic())
-
-
-def _keep_login_cookie(authenticator: stauth.Authenticate) -> None:
-    """Keep the cookie-writing component on the page for a while after login.
-
-    streamlit-authenticator renders it only in the login run; a rerun soon after (another
-    component reporting back) can remove it before the browser ran it, and then a reload
-    logs the user out. Drawn with the same arguments on every run, it stays mounted and
-    runs once.
-    """
-    token, expires, since = st.session_state.get("auth_cookie") or (None, 0.0, 0.0)
+def _write_cookie(settings: Settings) -> None:
+    """Keep the cookie-writing element on the page for a while after a login: drawn with the same
+    content on every run, it stays mounted, and its script runs as soon as the browser has it."""
+    token, since = st.session_state.get("auth_cookie") or (None, 0.0)
     if token is None or time.monotonic() - since > COOKIE_SETTLE_SECONDS:
         return
-    model = authenticator.cookie_controller.cookie_model
-    model.cookie_manager.set(model.cookie_name, token, key="auth_cookie_keep",
-                             expires_at=datetime.fromtimestamp(expires))
+    expires = datetime.now(UTC) + timedelta(days=settings.auth_cookie_days)
+    _cookie_element(f"{settings.auth_cookie_name}={token}; expires={expires:%a, %d %b %Y %H:%M:%S} GMT; "
+                    "path=/; SameSite=Strict")
 
 
+def _cookie_element(cookie: str, key: str = "auth_cookie_writer") -> None:
+    with st.container(key=key):  # hidden by app.css
+        st.html(f"<span data-login-cookie=\"{html.escape(cookie)}\"></span><script>{COOKIE_SCRIPT}</script>",
+                unsafe_allow_javascript=True)
 
-def logout_button() -> None:
-    """Log out: forget the session, delete the login cookie in the browser, show nothing else.
 
-    The run stops right after, so the page is not drawn for a user who just left and the
-    cookie-deleting component stays on the page long enough to run in the browser. A single
-    sign-on session ends with st.logout (Streamlit's identity cookie, then the provider's own
-    sign-out), whose route also deletes the password cookie (chatbot.signin_routes).
+def _forget_login(settings: Settings) -> None:
+    for key in (USER_KEY, "actor", "auth_cookie"):
+        st.session_state.pop(key, None)
+    st.session_state["auth_logged_out"] = True  # the cookie this connection was opened with is stale
+    _erase_cookie(settings)
+
+
+def _erase_cookie(settings: Settings) -> None:
+    _cookie_element(f"{settings.auth_cookie_name}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; path=/; SameSite=Strict",
+                    key="auth_cookie_eraser")
+
+
+def logout_button(settings: Settings) -> None:
+    """Log out: forget the session, and show the login form at once (its run deletes the login
+    cookie in the browser, as every run of the form does until the next login).
+
+    A single sign-on session ends with st.logout: Streamlit's identity cookie, then the provider's
+    own sign-out; its route deletes the password login's cookie too (chatbot.signin_routes).
     """
-    authenticator = st.session_state.get("auth_authenticator")
-    provider = st.session_state.get("auth_sso")
-    if (authenticator is None and provider is None) or not st.button("Log out", key="auth_logout"):
+    if not st.button("Log out", key="auth_logout"):
         return
     actor = st.session_state.get("actor")
-    if authenticator is not None:
-        authenticator.authentication_controller.logout()
-        authenticator.cookie_controller.delete_cookie()
-    for key in ("auth_recorded", "actor", "auth_cookie", "auth_sso"):
+    provider = st.session_state.pop("auth_sso", None)
+    for key in (USER_KEY, "actor", "auth_cookie"):
         st.session_state.pop(key, None)
-    logger.info("user %r logged out", actor.username if actor else st.session_state.get("username"))
+    st.session_state["auth_logged_out"] = True  # the cookie this connection was opened with is stale
+    st.session_state["auth_bye"] = True
+    logger.info("user %r logged out", actor.username if actor else None)
     if provider is not None:
         st.logout()
-    st.info("You are logged out.")
-    st.stop()
+        st.stop()
+    st.rerun()

@@ -16,15 +16,14 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-# Pages the app serves that carry inline scripts: Streamlit's own (window.prerenderReady) and the
-# login cookie component's webpack loader. Each script is allowed by its hash, read from the
-# installed package, so an upgrade that changes one changes the policy with it.
-PAGES_WITH_INLINE_SCRIPTS = (
-    ("streamlit", "static/index.html"),
-    ("extra_streamlit_components", "CookieManager/frontend/build/index.html"),
-)
-# The app's own inline scripts (st.html with JavaScript), allowed by their hashes too.
-APP_SCRIPTS = (Path(__file__).resolve().parent.parent / "assets" / "close-sidebar.js",)
+# Pages the app serves that carry inline scripts: Streamlit's own (window.prerenderReady). Each
+# script is allowed by its hash, read from the installed package, so an upgrade that changes one
+# changes the policy with it.
+PAGES_WITH_INLINE_SCRIPTS = (("streamlit", "static/index.html"),)
+# The app's own inline scripts (st.html with JavaScript), allowed by their hashes too: closing the
+# sidebar on a phone, and writing or deleting the login cookie (chatbot.auth).
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+APP_SCRIPTS = (ASSETS / "close-sidebar.js", ASSETS / "login-cookie.js")
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)
 
 

@@ -128,44 +128,8 @@ def count_users(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(User)) or 0
 
 
-def set_password(session: Session, username: str, password: str) -> None:
-    user = require_user(session, username)
-    user.password_hash = hash_password(password)
-    user.failed_logins = 0
-
-
 def remove_user(session: Session, username: str) -> None:
     session.delete(require_user(session, username))
-
-
-def credentials(session: Session) -> dict:
-    """The users who log in with a password, as a streamlit-authenticator credentials dict.
-
-    A single sign-on user has no password hash: the password form does not know them (their
-    username typed there fails like any unknown name, instead of crashing the check).
-    """
-    users = {
-        u.username: {
-            "name": u.name, "email": u.email or "", "password": u.password_hash,
-            "roles": [u.role], "failed_login_attempts": u.failed_logins, "logged_in": False,
-        }
-        for u in list_users(session) if u.password_hash
-    }
-    return {"usernames": users}
-
-
-def record_login(session: Session, username: str) -> None:
-    session.execute(
-        update(User).where(User.username == username).values(last_login_at=utcnow(), failed_logins=0)
-    )
-
-
-def record_failed_login(session: Session, username: str) -> int:
-    """Count a failed login for an existing user; return the new count (0 if no such user)."""
-    session.execute(
-        update(User).where(User.username == username).values(failed_logins=User.failed_logins + 1)
-    )
-    return session.scalar(select(User.failed_logins).where(User.username == username)) or 0
 
 
 # -- conversations ---------------------------------------------------------------------

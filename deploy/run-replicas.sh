@@ -63,6 +63,10 @@ run_dir=$(cd "$run_dir" && pwd)
 # Streamlit signs its cookies with this secret: replicas behind one proxy must share it.
 export STREAMLIT_SERVER_COOKIE_SECRET=${STREAMLIT_SERVER_COOKIE_SECRET:-$("$python" -c 'import secrets; print(secrets.token_hex(32))')}
 
+# Behind nginx every connection comes from 127.0.0.1; nginx puts the browser's address in
+# X-Real-IP (overwriting one a browser sent), so login locks are per browser address.
+export CLIENT_ADDRESS_HEADER=${CLIENT_ADDRESS_HEADER:-X-Real-IP}
+
 pids=()
 cleanup() {
     local status=$?

@@ -182,9 +182,11 @@ def test_a_one_time_password_must_be_replaced_by_a_strong_one(db, users, clock):
         given = accounts.add_user(users["root"], "dave", session=session, policy=POLICY)
         dave = store.get_user(session, "dave").id
     with db.begin() as session, pytest.raises(InputError, match="too short"):
-        accounts.change_own_password(dave, given, "short", session=session, policy=POLICY)
+        accounts.change_own_password(dave, "short", session=session, policy=POLICY)
+    with db.begin() as session, pytest.raises(InputError, match="not the one you were given"):
+        accounts.change_own_password(dave, given, session=session, policy=POLICY)
     with db.begin() as session:
-        accounts.change_own_password(dave, given, "staple orbit canyon lemon", session=session, policy=POLICY)
+        accounts.change_own_password(dave, "staple orbit canyon lemon", session=session, policy=POLICY)
     with db.begin() as session:
         assert not store.get_user(session, "dave").must_change_password
     assert login(db, clock, "dave", "staple orbit canyon lemon") == "dave"

@@ -37,7 +37,7 @@ def empty_app_on(database_url, monkeypatch):
     yield from empty_deployment(database_url, monkeypatch)
 
 
-def fill_setup(at: AppTest, token: str, password="admin-pass-1", repeat=None, name="The Admin") -> AppTest:
+def fill_setup(at: AppTest, token: str, password="staple orbit canyon", repeat=None, name="The Admin") -> AppTest:
     values = {"setup_token": token, "setup_username": "Admin", "setup_name": name,
               "setup_password": password, "setup_repeat": repeat or password}
     for key, value in values.items():
@@ -70,7 +70,7 @@ def test_the_right_token_creates_the_admin_who_can_then_log_in(empty_app):
     with empty_app.begin() as session:
         admin = store.get_user(session, "admin")
         assert (admin.role, admin.name) == ("admin", "The Admin")
-    at = logged_in("admin", "admin-pass-1")
+    at = logged_in("admin", "staple orbit canyon")
     assert len(at.chat_input) == 1
     assert any("The Admin" in c.value and "admin" in c.value for c in at.sidebar.caption)
 
@@ -97,19 +97,30 @@ def test_the_setup_token_depends_on_the_cookie_key():
     assert auth.setup_token("key-one") == auth.setup_token("key-one")
 
 
-def test_too_many_failed_logins_lock_the_account(app_db, monkeypatch):
+def test_too_many_failed_logins_lock_the_account_with_one_message(app_db, monkeypatch):
     monkeypatch.setenv("LOGIN_MAX_ATTEMPTS", "2")
-    for _ in range(2):
-        logged_in(password="wrong-password")
-    at = logged_in()  # the right password, too late
+    assert [e.value for e in logged_in(password="wrong-password").error] == ["Username or password is incorrect."]
+    locked = logged_in(password="wrong-password")
+    assert [e.value for e in locked.error] == [
+        "Too many failed logins: logging in is locked for 1 min. Try again then."]
+    at = logged_in()  # the right password, too early
     assert len(at.chat_input) == 0
-    assert any("Maximum number of login attempts exceeded" in e.value for e in at.error)
+    assert len(at.error) == 1 and at.error[0].value.startswith("Too many failed logins: logging in is locked for ")
 
 
-def test_logging_out_hides_the_page_at_once_and_then_shows_the_login_form(app_db):
+def test_a_weak_admin_password_is_refused_saying_why(empty_app):
+    at = fill_setup(AppTest.from_file(ENTRY, default_timeout=30).run(), auth.setup_token(COOKIE_KEY),
+                    password="x")
+    assert [shown(e.value) for e in at.error] == ["The password is too short (1 characters): use at least 12."]
+    with empty_app.begin() as session:
+        assert store.count_users(session) == 0
+
+
+def test_logging_out_shows_the_login_form_at_once(app_db):
     at = logged_in()
     at.sidebar.button(key="auth_logout").click().run()
     assert not at.exception
     assert [i.value for i in at.info] == ["You are logged out."] and len(at.chat_input) == 0
-    at.run()
     assert [t.label for t in at.text_input] == ["Username", "Password"]
+    at.run()  # and stays logged out
+    assert len(at.chat_input) == 0 and [t.label for t in at.text_input] == ["Username", "Password"]

@@ -47,6 +47,10 @@ def test_environment_wins_over_secrets(tmp_path):
     ({"DB_POOL_SIZE": "ten"}, "DB_POOL_SIZE", "must be a whole number"),
     ({"CHATBOT_ENV": "staging"}, "CHATBOT_ENV", "'development' or 'production'"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT", "text, json"),
+    ({"LOGIN_LOCK_MINUTES": "1,soon"}, "LOGIN_LOCK_MINUTES", "like 1,5,30"),
+    ({"LOGIN_LOCK_MINUTES": "0"}, "LOGIN_LOCK_MINUTES", "greater than 0"),
+    ({"CLIENT_ADDRESS_HEADER": "X Real IP"}, "CLIENT_ADDRESS_HEADER", "use e.g. X-Real-IP"),
+    ({"PASSWORD_MIN_LENGTH": "0"}, "PASSWORD_MIN_LENGTH", "greater than 0"),
 ])
 def test_a_bad_setting_is_named_with_what_to_fix(tmp_path, values, setting, hint):
     with pytest.raises(ConfigError) as raised:
@@ -164,3 +168,8 @@ def test_upload_types_are_extensions_and_none_turns_attachments_off(tmp_path):
         load(tmp_path, UPLOAD_TYPES="p/df")
     with pytest.raises(ConfigError, match="MAX_UPLOAD_MB: must be greater than 0"):
         load(tmp_path, MAX_UPLOAD_MB="0")
+
+
+def test_lock_durations_are_minutes_separated_by_commas(tmp_path):
+    assert load(tmp_path).login_lock_minutes == (1.0, 5.0, 30.0)
+    assert load(tmp_path, LOGIN_LOCK_MINUTES="0.05, 2").login_lock_minutes == (0.05, 2.0)

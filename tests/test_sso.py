@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from chatbot import sso, store
+from chatbot import accounts, sso, store
 from chatbot.config import load_settings
 from chatbot.errors import ConfigError, SignInRefused
 from chatbot.models import AuditEntry, User
@@ -147,10 +147,12 @@ def test_a_long_or_odd_name_still_makes_a_valid_username(db):
     assert len(actor.username) <= 80
 
 
-def test_the_password_form_does_not_know_single_sign_on_users(db, users):
+def test_the_password_form_does_not_know_single_sign_on_users(db):
     sign_in(db, claims())
     with db.begin() as session:
-        assert sorted(store.credentials(session)["usernames"]) == ["alice", "bob", "root"]
+        outcome = accounts.attempt_login("ann@example.com", "anything-at-all", session=session, address=None,
+                                         policy=accounts.LoginPolicy())
+    assert (outcome.user, outcome.refusal) == (None, accounts.WRONG)
 
 
 def test_provider_labels():

@@ -259,19 +259,6 @@ def test_users_are_created_hashed_and_validated(db):
         assert [u.username for u in store.list_users(session)] == ["carol"]
 
 
-def test_credentials_feed_the_authenticator_and_failed_logins_count(db, users):
-    with db.begin() as session:
-        assert store.record_failed_login(session, "alice") == 1
-        assert store.record_failed_login(session, "alice") == 2
-        assert store.record_failed_login(session, "nobody") == 0
-        creds = store.credentials(session)
-    assert creds["usernames"]["alice"]["failed_login_attempts"] == 2
-    assert creds["usernames"]["root"]["roles"] == ["admin"]
-    with db.begin() as session:
-        store.record_login(session, "alice")
-        assert store.get_user(session, "alice").failed_logins == 0
-
-
 def test_concurrent_writers_lose_nothing(db, users):
     """20 threads x 50 messages: every message stored, no 'database is locked' reaches anyone."""
     alice = users["alice"]

@@ -35,7 +35,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 START_TIMEOUT = 60.0  # a cold `streamlit run` takes about 5 s on 2 cores
 COOKIE_KEY = "e2e-only-cookie-key-0123456789abcdefghijklmnopqrstuvwxyz"
 USERS = {"alice": "analyst", "bob": "analyst", "root": "admin"}
-PASSWORDS = {name: f"{name}-e2e-password" for name in USERS}
+# Strong enough for the password rules (12+ characters, not the user name, zxcvbn score 3+).
+PASSWORDS = {"alice": "violet harbor staple", "bob": "copper meadow lantern", "root": "granite willow ember"}
 QUESTION_BOX = "Ask a question about your notes"
 GRID_ROW_PX, GRID_MARKER_PX = 35, 32  # st.dataframe's row height and row-checkbox column width
 UI_TIMEOUT_MS = 20_000  # reruns are quick, but a loaded CI machine is not
@@ -305,12 +306,11 @@ def login(page: Page, user: str, password: str | None = None, *, base_url: str |
 
 
 def wait_for_login_cookie(page: Page, name: str = "chatbot_auth") -> None:
-    """The cookie is written by a component iframe after the login rerun; wait for it to land."""
+    """The cookie is written by a script in the page (chatbot.auth); wait for it to land."""
     deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
     while not any(c["name"] == name for c in page.context.cookies()):
         assert time.monotonic() < deadline, (
-            "the login cookie was never set: the app's next rerun removed the cookie-writing "
-            "component before it had run (happens on a busy machine)"
+            "the login cookie was never set: the cookie-writing script in the page did not run"
         )
         page.wait_for_timeout(100)
 

@@ -1,0 +1,1 @@
+document.querySelectorAll("[data-login-cookie]").forEach((element) => { document.cookie = element.dataset.loginCookie; });
