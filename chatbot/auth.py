@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jwt
 import streamlit as st
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot import accounts, signin_routes, sso, store
@@ -177,8 +178,7 @@ def _sso_actor(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     """
     claims = {key: value for key, value in st.user.items() if key != "tokens"}
     try:
-        with db.begin() as session:
-            actor = sso.sign_in(session, claims, sso.Policy.of(settings))
+        actor = _sign_in(db, claims, sso.Policy.of(settings))
     except SignInRefused as exc:
         st.session_state.pop("actor", None)
         st.error(plain_text(str(exc)), icon=":material/block:")
@@ -188,6 +188,18 @@ def _sso_actor(db: sessionmaker[Session], settings: Settings) -> Actor | None:
     st.session_state.pop("auth_sso_notice", None)
     st.session_state["auth_sso"] = claims.get("provider", sso.DEFAULT)
     return actor
+
+
+def _sign_in(db: sessionmaker[Session], claims: dict, policy: sso.Policy) -> Actor:
+    """sso.sign_in in a transaction of its own; once more if another tab made the same new user
+    (or took the username) at the same moment, which the unique constraints refuse."""
+    try:
+        with db.begin() as session:
+            return sso.sign_in(session, claims, policy)
+    except IntegrityError:
+        logger.info("single sign-on raced another sign-in of the same user; trying once more")
+        with db.begin() as session:
+            return sso.sign_in(session, claims, policy)
 
 
 # -- the password form ---------------------------------------------------------------------
