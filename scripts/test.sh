@@ -26,7 +26,8 @@ fi
 
 # The real OpenID Connect provider for the single sign-on tests (npm's oidc-provider, pinned).
 if command -v npm >/dev/null; then
-    npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error >/dev/null
+    npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error >/dev/null \
+        || { [[ "${CI:-}" == "true" ]] && exit 1; echo "note: npm ci in tests/oidc failed: single sign-on tests will skip" >&2; }
 else
     echo "note: npm missing: the single sign-on tests will skip (install Node.js 22 LTS or 20)" >&2
 fi

@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     messages,
     new_context,
     open_history,
+    screenshot,
     settle,
     sidebar,
     start_app,
@@ -124,7 +125,9 @@ def test_the_login_page_offers_the_provider_beside_the_password_form(page: Page,
     page.goto(base(app))
     expect(page.get_by_role("button", name=SIGN_IN)).to_be_visible()
     expect(page.get_by_role("button", name="Login")).to_be_visible()
+    settle(page)
     assert_no_traceback(page)
+    screenshot(page, "sso-login")
 
 
 def test_a_first_sign_in_makes_an_analyst_who_lands_on_chat_with_an_empty_history(page: Page, app: AppServer):
