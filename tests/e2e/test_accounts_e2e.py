@@ -169,6 +169,8 @@ def test_an_admin_adds_resets_unlocks_and_deactivates_a_user_each_step_audited(
         settle(admin)
 
         admin.get_by_text("Add a user").click()
+        expect(admin.get_by_label("Username")).to_be_visible()
+        settle(admin)
         admin.get_by_label("Username").fill("dora")
         admin.get_by_label("Full name").fill("Dora D")
         admin.get_by_role("button", name="Add user").click()
