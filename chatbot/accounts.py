@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import bcrypt
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
@@ -74,6 +75,7 @@ def attempt_login(
 ) -> LoginOutcome:
     """Check a password login and record its outcome (failures, locks, last login)."""
     moment = now()
+    forget_old_throttles(session=session, now=now)
     name = username.strip().lower()[:store.NAME_CHARS]
     user = store.get_user(session, name) if name else None
     if user is not None and user.password_hash is None:
@@ -132,17 +134,19 @@ class _AccountLock:
 class _ThrottleLock:
     """A client address's or an unknown name's lock state, on its login_throttle row."""
 
-    def __init__(self, session: Session, key: str, row: LoginThrottle | None) -> None:
-        self.session, self.key, self.row = session, key, row
+    def __init__(self, session: Session, key: str, row: LoginThrottle | None, moment: datetime) -> None:
+        self.session, self.key, self.row, self.moment = session, key, row, moment
 
     locked_until = property(lambda self: self.row.locked_until if self.row else None)
 
     def set(self, failures: int, level: int, locked_until: datetime | None) -> None:
-        if self.row is None:
-            self.row = LoginThrottle(key=self.key)
-            self.session.add(self.row)
+        if self.row is None:  # two first failures at once (PostgreSQL): one inserts, both update
+            insert = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            self.session.execute(insert(LoginThrottle).values(
+                key=self.key, failures=0, lock_level=0, updated_at=self.moment).on_conflict_do_nothing())
+            self.row = self.session.get(LoginThrottle, self.key, populate_existing=True)
         self.row.failures, self.row.lock_level, self.row.locked_until = failures, level, locked_until
-        self.row.updated_at = utcnow()
+        self.row.updated_at = self.moment
 
     def get(self) -> tuple[int, int]:
         return (self.row.failures, self.row.lock_level) if self.row else (0, 0)
@@ -154,7 +158,7 @@ def _throttle(session: Session, key: str, moment: datetime) -> _ThrottleLock:
         session.delete(row)  # quiet for a day: start over
         session.flush()
         row = None
-    return _ThrottleLock(session, key[:320], row)
+    return _ThrottleLock(session, key[:320], row, moment)
 
 
 def _fail(holder, limit: int, policy: LoginPolicy, moment: datetime) -> timedelta | None:
@@ -190,7 +194,8 @@ def forget_old_throttles(*, session: Session, now: Clock = utcnow) -> int:
     moment = now()
     result = session.execute(delete(LoginThrottle).where(
         LoginThrottle.updated_at < moment - THROTTLE_MEMORY,
-        (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < moment)))
+        (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < moment),
+    ).execution_options(synchronize_session=False))
     return result.rowcount or 0
 
 

@@ -197,3 +197,32 @@ def test_a_refused_password_adds_no_user(db, users):
         accounts.add_user(users["root"], "erin", session=session, policy=POLICY, password="x")
     with db.begin() as session:
         assert store.get_user(session, "erin") is None
+
+
+def test_throttle_rows_quiet_for_a_day_are_forgotten(db, users, clock):
+    login(db, clock, "nobody", "wrong")
+    clock.advance(days=2)
+    with db.begin() as session:
+        assert accounts.forget_old_throttles(session=session, now=clock) == 2  # the name and the address
+    assert [login(db, clock, "nobody", "wrong") for _ in range(3)][-1] == accounts.locked_message(timedelta(minutes=1))
+
+
+def test_simultaneous_first_failures_for_one_address_all_count(db, users, clock):
+    """Two first failures at once both inserted the throttle row; the second raised IntegrityError."""
+    import threading
+
+    errors, barrier = [], threading.Barrier(6)
+
+    def fail():
+        barrier.wait()
+        try:
+            login(db, clock, "nobody", "wrong", address="10.7.7.7")
+        except Exception as exc:  # noqa: BLE001 - any error is the failure this test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fail) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

@@ -245,11 +245,9 @@ def app_server(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> It
 
 
 def warm_up(browser: Browser, server: AppServer) -> None:
-    """Open the app once, so that no test is the first session of the process.
-
-    The first session after a start loses its first login (see
-    test_first_login_after_a_restart_is_not_dropped); every later session is unaffected.
-    """
+    """Open the app once, so that no test is the first session of the process (whose first
+    run imports and warms up everything: test_first_login_after_a_restart_is_not_dropped
+    checks that one on its own)."""
     context = new_context(browser)
     try:
         page = context.new_page()

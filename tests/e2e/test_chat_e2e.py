@@ -144,11 +144,10 @@ def test_saved_answer_shows_no_image_with_an_unsafe_scheme(payload_answer: Page)
 def test_first_login_after_a_restart_is_not_dropped(browser: Browser, tmp_path):
     """The first session after the server starts must log in on the first try.
 
-    Today the form comes back empty, with no error, and the second try works. What the
-    browser sends suggests why: the cookie component ("init") has one widget id in the
-    session's first run, before any run has called st.navigation, and another in the
-    login run; the re-mounted component reports its value, and the rerun that triggers
-    drops the form submission.
+    The form used to come back empty, with no error: the login cookie component had one
+    widget id in the session's first run, before any run had called st.navigation, and
+    another in the login run, and the rerun its re-mounting triggered dropped the form
+    submission. The first run now draws nothing (app.first_run) and the component is gone.
     """
     server = start_app(tmp_path / "app", users=("alice",))
     context = new_context(browser)
