@@ -136,6 +136,7 @@ def test_a_first_sign_in_makes_an_analyst_who_lands_on_chat_with_an_empty_histor
     expect(sidebar(page).get_by_text(f"Signed in as {BEN.name} (analyst)")).to_be_visible()
     expect(page.get_by_placeholder("Ask a question about your notes")).to_be_visible()
     expect(messages(page)).to_have_count(0)
+    expect(sidebar(page).get_by_role("link", name="Users")).to_have_count(0)
     assert user_row(app, BEN.email) == (BEN.email, "analyst", "acme", BEN.sub, None, 1)
     assert audit_actions(app, BEN.email) == ["user.add", "sso.login"]
     open_history(page)
@@ -146,6 +147,11 @@ def test_a_first_sign_in_makes_an_analyst_who_lands_on_chat_with_an_empty_histor
 def test_the_group_claim_makes_an_admin(page: Page, app: AppServer):
     sign_in(page, app, ANN)
     expect(sidebar(page).get_by_text(f"Signed in as {ANN.name} (admin)")).to_be_visible()
+    sidebar(page).get_by_role("link", name="Users").click()  # the users page: admins only
+    # ben signed in before: listed, with the provider (the grid's cells are its accessible table)
+    cells = page.locator('td[role="gridcell"]')
+    expect(cells.filter(has_text=BEN.email).first).to_be_attached()
+    expect(cells.filter(has_text="acme").first).to_be_attached()
     open_history(page)
     expect(page.get_by_role("tab", name="Audit log")).to_be_visible()  # admins only
     assert user_row(app, ANN.email)[:3] == (ANN.email, "admin", "acme")
