@@ -100,3 +100,13 @@ def test_a_password_user_still_logs_in_beside_single_sign_on(app_db):
     assert "Signed in as **Alice** (analyst)" in [caption.value for caption in at.sidebar.caption]
     with app_db.begin() as session:
         assert store.get_user(session, "alice").last_login_at is not None
+
+
+def test_an_address_outside_the_allowed_domains_is_refused_and_no_user_is_made(app_db, monkeypatch):
+    monkeypatch.setenv("SSO_ALLOWED_DOMAINS", "corp.example")
+    at = app({**ANN, "iat": int(time.time())})
+    assert not at.exception, at.exception
+    assert "may not sign in here" in texts(at)
+    assert not at.chat_input
+    with app_db.begin() as session:
+        assert session.scalar(select(User).where(User.auth_subject == "00u-ann")) is None
