@@ -121,7 +121,8 @@ def load_settings(
 ) -> Settings:
     """Read, validate and return the settings; raise ConfigError naming the bad one.
 
-    ``check_engine=False`` skips the answering engine's checks (the command line needs none).
+    ``check_engine=False`` skips what only the running app needs: the answering engine's checks
+    and the sign-in's ([auth], PASSWORD_LOGIN); the command line and serve.py need neither.
     """
     environ, secrets = os.environ if environ is None else environ, secrets or {}
     raw = _merge(environ, secrets)
@@ -152,7 +153,7 @@ def load_settings(
         client_address_header=_header_name(raw.get("CLIENT_ADDRESS_HEADER")),
         password_min_length=_number(raw, "PASSWORD_MIN_LENGTH", Settings.password_min_length, int),
         password_login=_flag(raw, "PASSWORD_LOGIN", Settings.password_login),
-        sso_providers=_sso_providers(secrets.get("auth"), env),
+        sso_providers=_sso_providers(secrets.get("auth"), env) if check_engine else (),
         sso_allowed_domains=_domains(raw.get("SSO_ALLOWED_DOMAINS", "")),
         sso_admin_emails=_emails(raw.get("SSO_ADMIN_EMAILS", "")),
         sso_admin_claim=_claim_rule(raw.get("SSO_ADMIN_CLAIM")),
@@ -164,10 +165,8 @@ def load_settings(
         log_level=_log_level(raw.get("LOG_LEVEL", Settings.log_level)),
         log_format=_choice(raw, "LOG_FORMAT", ("text", "json"), Settings.log_format),
     )
-    if not settings.password_login and not settings.sso_providers:
-        raise ConfigError("PASSWORD_LOGIN", "is false and st.secrets has no [auth] section for single sign-on: "
-                          "nobody could sign in. Configure a provider in [auth] or set PASSWORD_LOGIN=true.")
     if check_engine:
+        _check_sign_in(settings)
         _check_engine(settings)
     _check_production(settings)
     return settings
@@ -414,6 +413,12 @@ def _cookie_key(value: str | None, env: str) -> str | None:
         logger.warning("AUTH_COOKIE_KEY is the sample value from secrets.toml.example: ignoring it.")
         return None
     return value or None
+
+
+def _check_sign_in(settings: Settings) -> None:
+    if not settings.password_login and not settings.sso_providers:
+        raise ConfigError("PASSWORD_LOGIN", "is false and st.secrets has no [auth] section for single sign-on: "
+                          "nobody could sign in. Configure a provider in [auth] or set PASSWORD_LOGIN=true.")
 
 
 def _check_engine(settings: Settings) -> None:

@@ -179,6 +179,12 @@ def test_every_provider_of_the_auth_section_is_offered(tmp_path):
     assert settings(tmp_path, secrets={"auth": named}).sso_providers == ("okta", "google")
 
 
+def test_the_command_line_runs_whatever_the_sign_in_settings(tmp_path):
+    """It reads .streamlit/secrets.toml, which may lack the [auth] section the app gets elsewhere."""
+    loaded = load_settings({"PASSWORD_LOGIN": "false"}, {"auth": {"redirect_uri": "x"}}, check_engine=False)
+    assert (loaded.password_login, loaded.sso_providers) == (False, ())
+
+
 def test_sso_rules_are_read(tmp_path):
     loaded = settings(tmp_path, {"SSO_ALLOWED_DOMAINS": "@Example.com, corp.example", "PASSWORD_LOGIN": "false",
                                  "SSO_ADMIN_EMAILS": "Boss@Example.com", "SSO_ADMIN_CLAIM": "groups = chat-admins"},
