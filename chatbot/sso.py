@@ -167,7 +167,7 @@ def _create(session: Session, identity: Identity, role: str) -> User:
     user = User(
         username=_free_username(session, identity.username_hint),
         name=one_line(identity.name[:NAME_CHARS], what="full name", max_chars=NAME_CHARS) or identity.subject,
-        email=(identity.email or "")[:EMAIL_CHARS] or None, password_hash=None, role=role,
+        email=identity.email if len(identity.email or "") <= EMAIL_CHARS else None, password_hash=None, role=role,
         auth_provider=identity.provider, auth_subject=identity.subject,
     )
     session.add(user)
