@@ -110,3 +110,14 @@ def test_an_address_outside_the_allowed_domains_is_refused_and_no_user_is_made(a
     assert not at.chat_input
     with app_db.begin() as session:
         assert session.scalar(select(User).where(User.auth_subject == "00u-ann")) is None
+
+
+def test_logging_out_ends_the_single_sign_on_session(app_db):
+    at = app({**ANN, "iat": int(time.time())})
+    next(button for button in at.sidebar.button if button.label == "Log out").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "auth_sso" not in at.session_state and "actor" not in at.session_state
+    at.run()  # st.logout emptied st.user: the next run is the login page
+    assert "Sign in with Okta" in buttons(at)
+    assert not at.chat_input
