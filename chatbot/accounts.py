@@ -350,6 +350,16 @@ def reactivate(actor: Actor, username: str, *, session: Session) -> None:
     store.audit(session, actor, "user.reactivate", user.username)
 
 
+def resume_login(username: str, *, session: Session, now: Clock = utcnow) -> User | None:
+    """The active user a valid login cookie names, their login noted (a browser back after a
+    while, or moved to another replica); None for an unknown or deactivated user."""
+    user = store.get_user(session, username)
+    if user is None or not user.active:
+        return None
+    user.last_login_at = now()
+    return user
+
+
 def current_user(user_id: int, *, session: Session) -> User | None:
     """The user behind a browser session, if they may still use the app (a deactivated or removed
     user's sessions end at their next rerun)."""

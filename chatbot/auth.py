@@ -238,7 +238,7 @@ def _submit_login(db: sessionmaker[Session], settings: Settings) -> None:
         return
     logger.info("user %r logged in", username.strip().lower())
     st.session_state[USER_KEY] = user_id
-    st.session_state["auth_cookie"] = (_encode_cookie(username.strip().lower(), settings), time.monotonic())
+    st.session_state["auth_cookie"] = (*_encode_cookie(username.strip().lower(), settings), time.monotonic())
     st.session_state.pop("auth_logged_out", None)
 
 
@@ -281,9 +281,10 @@ def _choose_password_form(db: sessionmaker[Session], actor: Actor, policy: accou
 # -- the login cookie ----------------------------------------------------------------------
 
 
-def _encode_cookie(username: str, settings: Settings) -> str:
+def _encode_cookie(username: str, settings: Settings) -> tuple[str, float]:
+    """The login cookie's value and its expiry (a timestamp), as streamlit-authenticator wrote them."""
     expires = (datetime.now() + timedelta(days=settings.auth_cookie_days)).timestamp()
-    return jwt.encode({"username": username, "exp_date": expires}, cookie_key(settings), algorithm="HS256")
+    return jwt.encode({"username": username, "exp_date": expires}, cookie_key(settings), algorithm="HS256"), expires
 
 
 def _user_from_cookie(db: sessionmaker[Session], settings: Settings) -> int | None:
@@ -299,17 +300,20 @@ def _user_from_cookie(db: sessionmaker[Session], settings: Settings) -> int | No
     if not isinstance(claims.get("username"), str) or not claims.get("exp_date", 0) > time.time():
         return None
     with db.begin() as session:
-        user = store.get_user(session, claims["username"])
-        return user.id if user is not None else None
+        user = accounts.resume_login(claims["username"], session=session)
+        user_id = user.id if user is not None else None
+    if user_id is not None:
+        logger.info("user %r logged in with their login cookie", claims["username"])
+    return user_id
 
 
 def _write_cookie(settings: Settings) -> None:
     """Keep the cookie-writing element on the page for a while after a login: drawn with the same
     content on every run, it stays mounted, and its script runs as soon as the browser has it."""
-    token, since = st.session_state.get("auth_cookie") or (None, 0.0)
+    token, expires_at, since = st.session_state.get("auth_cookie") or (None, 0.0, 0.0)
     if token is None or time.monotonic() - since > COOKIE_SETTLE_SECONDS:
         return
-    expires = datetime.now(UTC) + timedelta(days=settings.auth_cookie_days)
+    expires = datetime.fromtimestamp(expires_at, UTC)
     _cookie_element(f"{settings.auth_cookie_name}={token}; expires={expires:%a, %d %b %Y %H:%M:%S} GMT; "
                     "path=/; SameSite=Strict")
 

@@ -226,3 +226,13 @@ def test_simultaneous_first_failures_for_one_address_all_count(db, users, clock)
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_login_cookie_logs_in_an_active_user_only_and_notes_when(db, users, clock):
+    with db.begin() as session:
+        assert accounts.resume_login("alice", session=session, now=clock).username == "alice"
+        accounts.deactivate(users["root"], "bob", session=session)
+        assert accounts.resume_login("bob", session=session, now=clock) is None
+        assert accounts.resume_login("nobody", session=session, now=clock) is None
+    with db.begin() as session:
+        assert store.get_user(session, "alice").last_login_at.replace(tzinfo=UTC) == START
