@@ -264,7 +264,7 @@ def test_search_count_is_exact_when_every_hit_was_read(db, users, vacuums):
 
 
 def test_search_with_more_hits_than_it_reads_counts_at_least_one_past_the_page(db, users, vacuums, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
 
     pages = [searched(db, users["root"], page) for page in range(4)]
 
@@ -275,14 +275,14 @@ def test_search_with_more_hits_than_it_reads_counts_at_least_one_past_the_page(d
 
 
 def test_search_that_walks_too_few_new_conversations_reads_every_hit(db, users, vacuums, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
-    monkeypatch.setattr(history, "_WALK", 2)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_WALK", 2)
 
     assert searched(db, users["root"], 0) == (vacuums[:3], 4)
 
 
 def test_search_in_another_order_counts_at_least_and_sorts_every_hit(db, users, vacuums, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
 
     shown, count = searched(db, users["root"], 0, sort="title")
 
@@ -302,7 +302,7 @@ def test_walk_reads_through_conversations_older_than_the_newest_messages(db, use
     monkeypatch.setattr(fulltext, "RECENT_MESSAGES", 3)  # Weather's two and the thanks
     with db.begin() as session:
         search = HistoryFilter(search="vacuum")
-        walk = history._Search(history._dialect(session), root, search, 0, 3, history._tuning()).walk
+        walk = history.page._Search(history.filters.dialect_of(session), root, search, 0, 3, history.page._tuning()).walk
         rows = session.execute(walk).all()
     assert [row.title for row in rows] == ["Old vacuum", "Vacuum 02", "Vacuum 01"]
 
@@ -317,7 +317,7 @@ def vacuum_all_day(db, users, clock) -> None:
 def test_search_with_its_first_hits_in_few_conversations_counts_every_one(
     db, users, vacuum_all_day, vacuums, monkeypatch
 ):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
 
     assert searched(db, users["root"], 0) == (vacuums[:3], 13)
     assert searched(db, users["alice"], 0) == (["Vacuum all day"], 1)  # bob's hits are not alice's
@@ -440,9 +440,9 @@ def test_version_options_are_the_flow_versions_the_actor_can_see(db, users, flow
 
 def test_version_filter_is_a_look_up_in_the_flow_version_index(db, users, flows):
     with db.begin() as session:
-        where = history._conversation_filters(history._dialect(session), users["alice"], HistoryFilter(version="Agent v7"))
+        where = history.filters.conversation_filters(history.filters.dialect_of(session), users["alice"], HistoryFilter(version="Agent v7"))
         query = select(Conversation.id).where(*where)
-        if history._dialect(session) == "sqlite":
+        if history.filters.dialect_of(session) == "sqlite":
             plan = " ".join(row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + compiled(session, query))))
         else:  # on a few rows PostgreSQL would rather read the table: ask whether the index serves
             session.execute(text("SET LOCAL enable_seqscan = off"))

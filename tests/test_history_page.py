@@ -293,7 +293,7 @@ def test_paging_goes_forward_and_back(page_db, users, chats):
 
 
 def test_a_search_with_more_hits_than_it_reads_says_at_least_how_many_match(page_db, users, chats, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 2)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 2)
     with page_db.begin() as session:
         for n in range(104):
             conversation = store.create_conversation(session, users["bob"], title=f"Vacuum {n:03d}")

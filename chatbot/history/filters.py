@@ -1,0 +1,255 @@
+"""What the history page shows: ``HistoryFilter``, its query parameters, and each filter's SQL
+clause written beside its human description (as datasette's filters are).
+
+Each filter is a predicate on a conversation: its activity overlaps the date range, one of its
+messages matches the search (full-text index), it has the owner's 👍 / 👎 or no feedback, one of
+its answers failed, its latest answer came from the engine or flow, one of its answers came from
+the flow version. Exports and usage also keep only the messages sent inside the date range, so
+monthly exports never overlap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, false, literal, select
+from sqlalchemy.orm import Session, aliased
+
+from chatbot import fulltext, store
+from chatbot.errors import InputError
+from chatbot.models import Conversation, Message, User
+from chatbot.store import Actor
+
+FEEDBACK_LABELS = {"any": "Any", "up": "👍", "down": "👎", "none": "No feedback"}
+SORT_LABELS = {"updated": "Last activity", "started": "Started", "messages": "Most messages", "title": "Title"}
+# HistoryFilter field -> query parameter; the history page uses these as its widget keys.
+PARAMS = {
+    "since": "history_from", "until": "history_to", "search": "history_search",
+    "feedback": "history_feedback", "errors_only": "history_errors", "engine": "history_engine",
+    "version": "history_version", "user": "history_user", "deleted": "history_deleted", "sort": "history_sort",
+}  # fmt: skip
+MAX_SEARCH_CHARS = 500
+LAST_DAY = dt.date.max - dt.timedelta(days=1)  # a range ends at the next midnight, which must exist
+SORTS = {
+    "updated": (Conversation.updated_at.desc(), Conversation.id.desc()),
+    "started": (Conversation.created_at.desc(), Conversation.id.desc()),
+    "messages": (Conversation.message_count.desc(), Conversation.updated_at.desc(), Conversation.id.desc()),
+    "title": (Conversation.title, Conversation.id.desc()),
+}
+# Inlined, not bound, so SQLite can use the partial index on failed answers (migration 0003).
+_ERROR = literal("error", literal_execute=True)
+# The messages a conversation filter looks into: another name for the table, so that the filter
+# correlates to the conversation alone when the query itself reads messages (exports, usage).
+Other = aliased(Message, name="other")
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What the history page shows: filters and order. Each field has a query parameter (``PARAMS``)."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+    search: str = ""
+    feedback: str = "any"  # a FEEDBACK_LABELS key
+    errors_only: bool = False
+    engine: str = ""  # "" is every engine or flow
+    version: str = ""  # a flow and version as store.version_label writes it ("Notes RAG v7"); "" is any
+    user: str = ""  # a username; "" is everyone the actor may see
+    deleted: bool = False  # admins: deleted conversations only (to purge them)
+    sort: str = "updated"  # a SORT_LABELS key
+
+    def __post_init__(self) -> None:
+        if self.feedback not in FEEDBACK_LABELS:
+            raise InputError(f"Unknown feedback filter {self.feedback!r}: use one of {', '.join(FEEDBACK_LABELS)}.")
+        if self.sort not in SORT_LABELS:
+            raise InputError(f"Unknown order {self.sort!r}: use one of {', '.join(SORT_LABELS)}.")
+        if any(day and day > LAST_DAY for day in (self.since, self.until)):
+            raise InputError(f"Dates must be on or before {LAST_DAY}.")
+        if self.since and self.until and self.since > self.until:
+            raise InputError("The start date is after the end date.")
+        if len(self.search) > MAX_SEARCH_CHARS:
+            raise InputError(f"The search is too long (at most {MAX_SEARCH_CHARS} characters).")
+        if self.version and flow_and_version(self.version) is None:
+            raise InputError(f"{self.version!r} is not a flow and its version, such as 'Notes RAG v7'.")
+
+    @classmethod
+    def from_query_params(cls, params: Mapping[str, str | list[str]]) -> HistoryFilter:
+        """The filter a shared link describes; a value that does not parse is left at its default."""
+        values = {}
+        for name, key in PARAMS.items():
+            raw = params.get(key)
+            raw = raw[-1] if isinstance(raw, list) and raw else raw
+            if isinstance(raw, str) and raw.strip():
+                parsed = _parse_param(name, raw.strip())
+                if parsed is not None:
+                    values[name] = parsed
+        return cls(**values)
+
+    def to_query_params(self) -> dict[str, str]:
+        """The query parameters of this filter, written as the page's widgets write them; defaults left out."""
+        default = HistoryFilter()
+        return {
+            key: _format_param(name, getattr(self, name))
+            for name, key in PARAMS.items()
+            if getattr(self, name) != getattr(default, name)
+        }
+
+    def describe(self) -> str:
+        """'user=bob, search=churn' (the audit log's record of what an admin exported)."""
+        default = HistoryFilter()
+        parts = [
+            f"{field.name}={_format_param(field.name, getattr(self, field.name))}"
+            for field in fields(self)
+            if field.name != "sort" and getattr(self, field.name) != getattr(default, field.name)
+        ]
+        return ", ".join(parts) or "all conversations"
+
+
+def _parse_param(name: str, raw: str):
+    if name in ("since", "until"):
+        try:
+            return dt.date.fromisoformat(raw)
+        except ValueError:
+            return None
+    if name in ("errors_only", "deleted"):
+        return raw.lower() in ("true", "1", "yes")
+    if name in ("feedback", "sort"):
+        labels = FEEDBACK_LABELS if name == "feedback" else SORT_LABELS
+        return raw if raw in labels else next((code for code, label in labels.items() if label == raw), None)
+    if name == "version":
+        return raw if flow_and_version(raw) else None
+    return raw
+
+
+def flow_and_version(label: str) -> tuple[str, str] | None:
+    """('Notes RAG', 'v7') from 'Notes RAG v7' (``store.version_label``'s text); None when it has
+    no version. A version is one word ("v7", "v7+"); a flow's name may have spaces."""
+    flow, _, version = label.rpartition(" ")
+    return (flow, version) if flow.strip() and version else None
+
+
+def _format_param(name: str, value) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name in ("feedback", "sort"):
+        return (FEEDBACK_LABELS if name == "feedback" else SORT_LABELS)[value]
+    return str(value)
+
+
+# -- each filter: its clause on a conversation and its words ------------------------------
+
+
+def start_of(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def end_of(day: dt.date) -> dt.datetime:
+    return start_of(day + dt.timedelta(days=1))
+
+
+def _owned_by_name(username: str) -> ColumnElement[bool]:
+    owner = select(User.id).where(User.username == username.strip().lower()).scalar_subquery()
+    return Conversation.owner_id == owner
+
+
+def _answered_by(label: str) -> ColumnElement[bool]:
+    """The conversation has an answer from this flow version: a look-up in ix_messages_flow_version."""
+    flow, version = flow_and_version(label)
+    answers = select(Other.id).where(
+        Other.flow_version == version, Other.conversation_id == Conversation.id, Other.flow_name == flow
+    )
+    return answers.exists()
+
+
+def _failed(_: bool) -> ColumnElement[bool]:
+    return select(Other.id).where(Other.conversation_id == Conversation.id, Other.status == _ERROR).exists()
+
+
+def _rated(feedback: str) -> ColumnElement[bool]:
+    rated = {"up": Conversation.thumbs_up > 0, "down": Conversation.thumbs_down > 0}
+    return rated.get(feedback, Conversation.thumbs_up + Conversation.thumbs_down == 0)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One filter: the ``HistoryFilter`` field it reads, its WHERE clause on Conversation for a
+    value, and the words that say what it kept ("with 👎")."""
+
+    name: str
+    clause: Callable[[Any], ColumnElement[bool]]
+    words: Callable[[Any], str]
+
+
+FILTERS = (
+    Filter("user", _owned_by_name, lambda user: f"of {user}"),
+    Filter("since", lambda day: Conversation.updated_at >= start_of(day), lambda day: f"active from {day}"),
+    Filter("until", lambda day: Conversation.created_at < end_of(day), lambda day: f"started by {day}"),
+    Filter("engine", lambda engine: Conversation.last_engine == engine, lambda engine: f"last answered by {engine}"),
+    Filter("version", _answered_by, lambda label: f"answered by {label}"),
+    Filter("errors_only", _failed, lambda _: "with a failed answer"),
+    Filter("feedback", _rated, lambda feedback: "without feedback" if feedback == "none"
+           else f"with {FEEDBACK_LABELS[feedback]}"),
+)  # fmt: skip
+_DEFAULT = HistoryFilter()
+
+
+def _chosen(filters: HistoryFilter):
+    """The filters set away from their defaults, with their values."""
+    for spec in FILTERS:
+        value = getattr(filters, spec.name)
+        if value != getattr(_DEFAULT, spec.name):
+            yield spec, value
+
+
+def described(filters: HistoryFilter) -> list[str]:
+    """The words of each filter set: ['of bob', 'with 👎']."""
+    return [spec.words(value) for spec, value in _chosen(filters)]
+
+
+def conversation_filters(
+    dialect: str, actor: Actor, filters: HistoryFilter, *, search: bool = True, deleted_index: bool = True
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses on Conversation: the actor's scope, then each filter (the search unless told not to).
+
+    Without ``deleted_index`` the deleted test takes a form no index serves. SQLite has no
+    statistics here and takes ``deleted = 0`` for a selective index: it would walk every
+    conversation by it (and sort a whole export) instead of starting from the search hits
+    or reading messages in the export's order.
+    """
+    deleted = filters.deleted and actor.is_admin  # deleted conversations are gone for their owner
+    clauses = [Conversation.deleted.is_(deleted) if deleted_index else Conversation.deleted.is_not(not deleted)]
+    clauses.append(store.visible_to(actor))
+    if filters.deleted and not actor.is_admin:
+        clauses.append(false())
+    clauses += [spec.clause(value) for spec, value in _chosen(filters)]
+    if filters.search.strip() and search:
+        found = fulltext.found_conversations(dialect, filters.search)
+        clauses.append(false() if found is None else Conversation.id.in_(found))
+    return clauses
+
+
+def message_filters(
+    dialect: str, actor: Actor, filters: HistoryFilter, *, deleted_index: bool = True
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses on Message joined to Conversation: the conversations, then the date range."""
+    clauses = conversation_filters(dialect, actor, filters, deleted_index=deleted_index)
+    if filters.since:
+        clauses.append(Message.created_at >= start_of(filters.since))
+    if filters.until:
+        clauses.append(Message.created_at < end_of(filters.until))
+    return clauses
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def utc(times: pd.Series | list) -> pd.Series | pd.DatetimeIndex:
+    """Times (datetimes or text) as UTC; SQLite's have no zone and are UTC already."""
+    return pd.to_datetime(times, utc=True)
