@@ -244,14 +244,23 @@ def delete_conversation(session: Session, actor: Actor, conversation_id: int) ->
     get_conversation(session, actor, conversation_id).deleted = True
 
 
+def conversation_label(conversation_id: int, title: str, owner: str) -> str:
+    """'conversation 4 “Churn dashboard” of alice': how the audit log names a conversation."""
+    return f"conversation {conversation_id} “{title}” of {owner}"
+
+
 def purge_conversation(session: Session, actor: Actor, conversation_id: int) -> None:
     """Delete a conversation and its messages for good (admins only)."""
     if not actor.is_admin:
         raise NotFoundError("This conversation does not exist or was deleted.")
-    result = session.execute(delete(Conversation).where(Conversation.id == conversation_id))
-    if result.rowcount == 0:
+    found = session.execute(
+        select(Conversation.title, User.username).join(User, User.id == Conversation.owner_id)
+        .where(Conversation.id == conversation_id)
+    ).one_or_none()
+    if found is None:
         raise NotFoundError("This conversation does not exist.")
-    session.add(AuditEntry(actor_id=actor.id, action="purge", target=f"conversation {conversation_id}"))
+    session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+    session.add(AuditEntry(actor_id=actor.id, action="purge", target=conversation_label(conversation_id, *found)))
 
 
 # -- messages --------------------------------------------------------------------------

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, Text, and_, cast, func, select, type_coerce
+from sqlalchemy import String, Text, and_, cast, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
 from chatbot import export, store
 from chatbot.errors import InputError
 from chatbot.history.filters import HistoryFilter, conversation_filters, dialect_of, message_filters, utc
-from chatbot.models import Conversation, Feedback, Message, User
+from chatbot.history.tags import tags_of
+from chatbot.models import AnswerNote, Conversation, Feedback, Message, User
 from chatbot.store import Actor
 
 _FETCH_ROWS = 5_000  # rows turned into Python objects at a time while exporting
@@ -35,6 +37,7 @@ def _export_query(dialect: str, actor: Actor, filters: HistoryFilter):
             Feedback.score, Feedback.comment,
             # As stored: their JSON is parsed only where there is some (most rows have none).
             *(cast(getattr(Message, name), Text) for name in export.JSON_COLUMNS),
+            null(), null(), null(),  # tags, note and corrected answer: read per chunk (_annotate)
         )  # export.EXPORT_COLUMNS, in order
         .select_from(Conversation)
         .join(User, User.id == Conversation.owner_id)
@@ -58,6 +61,7 @@ def iter_export_frames(
     """
     query = _export_query(dialect_of(session), actor, filters)
     fetch = min(chunk_size, _FETCH_ROWS)
+    annotate = functools.partial(_annotate, session, actor, _all_notes(session, actor))
     # Core rows, not ORM ones: a third less work per row, and nothing here needs the ORM.
     result = session.connection().execute(query.execution_options(stream_results=True, yield_per=fetch))
     pending, size = [], 0
@@ -65,7 +69,7 @@ def iter_export_frames(
         if pending and size + len(rows) > chunk_size:
             chunk, pending, size = _joined_frames(pending), [], 0
             yield chunk  # the pieces it was joined from are let go first: a chunk is not held twice
-        pending.append(_export_frame(rows))
+        pending.append(annotate(_export_frame(rows)))
         size += len(rows)
     if pending:
         chunk, pending = _joined_frames(pending), []
@@ -74,7 +78,6 @@ def iter_export_frames(
 
 def _export_frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(map(tuple, rows), columns=export.EXPORT_COLUMNS, coerce_float=False)
-    frame["conversation_id"] = frame["conversation_id"].astype(str)
     frame["created_at"] = utc(frame["created_at"])
     for name in export.JSON_COLUMNS:
         stored = frame[name].to_numpy(dtype=object, na_value=None)
@@ -83,6 +86,30 @@ def _export_frame(rows) -> pd.DataFrame:
             stored[present] = [export.json_text(json.loads(text)) for text in stored[present]]
             frame[name] = stored
     return frame
+
+
+def _annotate(session: Session, actor: Actor, notes: dict, frame: pd.DataFrame) -> pd.DataFrame:
+    """The chunk with its conversations' tags (one look-up per chunk, not a join per row) and its
+    answers' notes (few: all of the actor's were read once)."""
+    tags = tags_of(session, actor, frame["conversation_id"].unique().tolist())
+    if tags:
+        texts = frame["conversation_id"].map({cid: export.tags_text(names) for cid, names in tags.items()})
+        frame["tags"] = texts.astype(object).where(texts.notna(), None)
+    ids = frame["message_id"]
+    if notes and (noted := ids.isin(notes)).any():
+        frame["note"] = ids.map({i: note for i, (note, _) in notes.items()}).astype(object).where(noted, None)
+        frame["corrected_answer"] = ids.map({i: fix for i, (_, fix) in notes.items()}).astype(object).where(noted, None)
+    return frame
+
+
+def _all_notes(session: Session, actor: Actor) -> dict[int, tuple[str | None, str | None]]:
+    """Every note the actor may read, by answer id: people write them, so they are few."""
+    query = (
+        select(AnswerNote.message_id, AnswerNote.note, AnswerNote.corrected_answer)
+        .join(Message, Message.id == AnswerNote.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id).where(store.visible_to(actor))
+    )
+    return {message_id: (note or None, fix) for message_id, note, fix in session.execute(query)}
 
 
 def _joined_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -2,26 +2,33 @@
 clause written beside its human description (as datasette's filters are).
 
 Each filter is a predicate on a conversation: its activity overlaps the date range, one of its
-messages matches the search (full-text index), it has the owner's 👍 / 👎 or no feedback, one of
-its answers failed, its latest answer came from the engine or flow, one of its answers came from
-the flow version. Exports and usage also keep only the messages sent inside the date range, so
-monthly exports never overlap.
+messages matches the search (full-text index) and none has an excluded word, it has the owner's
+👍 / 👎 or no feedback, one of its answers failed (or stopped, or was interrupted) or took longer
+than the latency, its latest answer came from the engine or flow, one of its answers came from
+the flow version, it has every tag. Exports and usage also keep only the messages sent inside
+the date range, so monthly exports never overlap.
+
+The search box and the other filters are one state: field filters typed in the search
+(``tag:billing``, see ``syntax``) become the filter's fields when it is made, and the search keeps
+only its words, in canonical form.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, false, literal, select
+from sqlalchemy import ColumnElement, and_, false, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from chatbot import fulltext, store
 from chatbot.errors import InputError
-from chatbot.models import Conversation, Message, User
+from chatbot.fulltext import TextQuery
+from chatbot.history.syntax import LAST_DAY, STATUSES, flow_and_version, parse
+from chatbot.models import Conversation, ConversationTag, Message, User
 from chatbot.store import Actor
 
 FEEDBACK_LABELS = {"any": "Any", "up": "👍", "down": "👎", "none": "No feedback"}
@@ -29,11 +36,13 @@ SORT_LABELS = {"updated": "Last activity", "started": "Started", "messages": "Mo
 # HistoryFilter field -> query parameter; the history page uses these as its widget keys.
 PARAMS = {
     "since": "history_from", "until": "history_to", "search": "history_search",
-    "feedback": "history_feedback", "errors_only": "history_errors", "engine": "history_engine",
-    "version": "history_version", "user": "history_user", "deleted": "history_deleted", "sort": "history_sort",
+    "feedback": "history_feedback", "status": "history_status", "engine": "history_engine",
+    "version": "history_version", "tags": "history_tags", "latency_over_ms": "history_latency",
+    "user": "history_user", "deleted": "history_deleted", "sort": "history_sort",
 }  # fmt: skip
+STATUS_LABELS = {"": "Any", "error": "Failed", "stopped": "Stopped", "interrupted": "Interrupted"}
 MAX_SEARCH_CHARS = 500
-LAST_DAY = dt.date.max - dt.timedelta(days=1)  # a range ends at the next midnight, which must exist
+__all__ = ["LAST_DAY", "flow_and_version"]  # kept here too: the filter's callers read them from it
 SORTS = {
     "updated": (Conversation.updated_at.desc(), Conversation.id.desc()),
     "started": (Conversation.created_at.desc(), Conversation.id.desc()),
@@ -53,16 +62,25 @@ class HistoryFilter:
 
     since: dt.date | None = None
     until: dt.date | None = None
-    search: str = ""
+    search: str = ""  # words, "phrases", prefix*, -word, OR (syntax.py); field filters move to the fields
     feedback: str = "any"  # a FEEDBACK_LABELS key
-    errors_only: bool = False
+    status: str = ""  # a STATUS_LABELS key: one of its answers failed, was stopped or interrupted
     engine: str = ""  # "" is every engine or flow
     version: str = ""  # a flow and version as store.version_label writes it ("Notes RAG v7"); "" is any
+    tags: tuple[str, ...] = ()  # every one of these tags, sorted
+    latency_over_ms: int | None = None  # an answer took longer than this
     user: str = ""  # a username; "" is everyone the actor may see
     deleted: bool = False  # admins: deleted conversations only (to purge them)
     sort: str = "updated"  # a SORT_LABELS key
+    # What the search left out, as words ("the stray quote"): what the page says it searched.
+    ignored: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        if len(self.search) > MAX_SEARCH_CHARS:
+            raise InputError(f"The search is too long (at most {MAX_SEARCH_CHARS} characters).")
+        self._take_the_search_apart()
+        if self.status not in STATUS_LABELS:
+            raise InputError(f"Unknown answer status {self.status!r}: use one of {', '.join(STATUSES)}.")
         if self.feedback not in FEEDBACK_LABELS:
             raise InputError(f"Unknown feedback filter {self.feedback!r}: use one of {', '.join(FEEDBACK_LABELS)}.")
         if self.sort not in SORT_LABELS:
@@ -71,10 +89,27 @@ class HistoryFilter:
             raise InputError(f"Dates must be on or before {LAST_DAY}.")
         if self.since and self.until and self.since > self.until:
             raise InputError("The start date is after the end date.")
-        if len(self.search) > MAX_SEARCH_CHARS:
-            raise InputError(f"The search is too long (at most {MAX_SEARCH_CHARS} characters).")
         if self.version and flow_and_version(self.version) is None:
             raise InputError(f"{self.version!r} is not a flow and its version, such as 'Notes RAG v7'.")
+
+    def _take_the_search_apart(self) -> None:
+        """Field filters typed in the search become fields (the box's win over the widgets'); the
+        search keeps its words in canonical form; tags are a sorted set."""
+        parsed = parse(self.search)
+        values = dict(parsed.fields, search=str(parsed.query))
+        values["tags"] = tuple(sorted({*self.tags, *values.get("tags", ())}))
+        if values.get("since") and self.until and values["since"] > self.until and "until" not in values:
+            values["until"] = None  # the box's date wins over the widget's that contradicts it
+        if values.get("until") and self.since and self.since > values["until"] and "since" not in values:
+            values["since"] = None
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "ignored", tuple(dict.fromkeys(self.ignored + parsed.ignored)))
+
+    @property
+    def query(self):
+        """The search as a ``fulltext.TextQuery``."""
+        return parse(self.search).query
 
     @classmethod
     def from_query_params(cls, params: Mapping[str, str | list[str]]) -> HistoryFilter:
@@ -82,18 +117,29 @@ class HistoryFilter:
         values = {}
         for name, key in PARAMS.items():
             raw = params.get(key)
+            if name == "tags":
+                tags = [raw] if isinstance(raw, str) else list(raw or [])
+                values["tags"] = tuple(tag for tag in tags if isinstance(tag, str) and tag.strip())
+                continue
             raw = raw[-1] if isinstance(raw, list) and raw else raw
             if isinstance(raw, str) and raw.strip():
                 parsed = _parse_param(name, raw.strip())
                 if parsed is not None:
                     values[name] = parsed
+        legacy = params.get("history_errors")  # links from before the status filter
+        if "status" not in values and isinstance(legacy, str) and legacy.lower() in ("true", "1", "yes"):
+            values["status"] = "error"
+        values["search"] = values.get("search", "")[:MAX_SEARCH_CHARS]
+        if values.get("since") and values.get("until") and values["since"] > values["until"]:
+            del values["until"]
         return cls(**values)
 
-    def to_query_params(self) -> dict[str, str]:
-        """The query parameters of this filter, written as the page's widgets write them; defaults left out."""
+    def to_query_params(self) -> dict[str, str | list[str]]:
+        """The query parameters of this filter, written as the page's widgets write them (tags a list);
+        defaults left out."""
         default = HistoryFilter()
         return {
-            key: _format_param(name, getattr(self, name))
+            key: list(self.tags) if name == "tags" else _format_param(name, getattr(self, name))
             for name, key in PARAMS.items()
             if getattr(self, name) != getattr(default, name)
         }
@@ -104,7 +150,7 @@ class HistoryFilter:
         parts = [
             f"{field.name}={_format_param(field.name, getattr(self, field.name))}"
             for field in fields(self)
-            if field.name != "sort" and getattr(self, field.name) != getattr(default, field.name)
+            if field.name not in ("sort", "ignored") and getattr(self, field.name) != getattr(default, field.name)
         ]
         return ", ".join(parts) or "all conversations"
 
@@ -115,8 +161,12 @@ def _parse_param(name: str, raw: str):
             return dt.date.fromisoformat(raw)
         except ValueError:
             return None
-    if name in ("errors_only", "deleted"):
+    if name == "deleted":
         return raw.lower() in ("true", "1", "yes")
+    if name == "latency_over_ms":
+        return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    if name == "status":
+        return raw if raw in STATUS_LABELS else next((code for code, label in STATUS_LABELS.items() if label == raw), None)
     if name in ("feedback", "sort"):
         labels = FEEDBACK_LABELS if name == "feedback" else SORT_LABELS
         return raw if raw in labels else next((code for code, label in labels.items() if label == raw), None)
@@ -125,20 +175,17 @@ def _parse_param(name: str, raw: str):
     return raw
 
 
-def flow_and_version(label: str) -> tuple[str, str] | None:
-    """('Notes RAG', 'v7') from 'Notes RAG v7' (``store.version_label``'s text); None when it has
-    no version. A version is one word ("v7", "v7+"); a flow's name may have spaces."""
-    flow, _, version = label.rpartition(" ")
-    return (flow, version) if flow.strip() and version else None
-
-
 def _format_param(name: str, value) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ", ".join(value)
     if name in ("feedback", "sort"):
         return (FEEDBACK_LABELS if name == "feedback" else SORT_LABELS)[value]
+    if name == "status":
+        return STATUS_LABELS[value]
     return str(value)
 
 
@@ -167,8 +214,28 @@ def _answered_by(label: str) -> ColumnElement[bool]:
     return answers.exists()
 
 
-def _failed(_: bool) -> ColumnElement[bool]:
-    return select(Other.id).where(Other.conversation_id == Conversation.id, Other.status == _ERROR).exists()
+def _answered_with(status: str) -> ColumnElement[bool]:
+    # Failed answers have a partial index (migration 0003); the rarer stopped and interrupted ones
+    # are read through the conversation's messages.
+    wanted = _ERROR if status == "error" else literal(status, literal_execute=True)
+    return select(Other.id).where(Other.conversation_id == Conversation.id, Other.status == wanted).exists()
+
+
+def _slower_than(ms: int) -> ColumnElement[bool]:
+    return select(Other.id).where(Other.conversation_id == Conversation.id, Other.latency_ms > ms).exists()
+
+
+def _tagged(tags: tuple[str, ...]) -> ColumnElement[bool]:
+    """Every tag: one primary-key look-up per tag."""
+    return and_(*(
+        select(ConversationTag.tag).where(ConversationTag.conversation_id == Conversation.id,
+                                          ConversationTag.tag == tag).exists()
+        for tag in tags
+    ))  # fmt: skip
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g} s" if ms % 100 == 0 else f"{ms:,} ms"
 
 
 def _rated(feedback: str) -> ColumnElement[bool]:
@@ -192,9 +259,12 @@ FILTERS = (
     Filter("until", lambda day: Conversation.created_at < end_of(day), lambda day: f"started by {day}"),
     Filter("engine", lambda engine: Conversation.last_engine == engine, lambda engine: f"last answered by {engine}"),
     Filter("version", _answered_by, lambda label: f"answered by {label}"),
-    Filter("errors_only", _failed, lambda _: "with a failed answer"),
+    Filter("status", _answered_with, lambda status: {"error": "with a failed answer", "stopped": "with a stopped answer",
+                                                     "interrupted": "with an interrupted answer"}[status]),
     Filter("feedback", _rated, lambda feedback: "without feedback" if feedback == "none"
            else f"with {FEEDBACK_LABELS[feedback]}"),
+    Filter("tags", _tagged, lambda tags: "tagged " + " and ".join(tags)),
+    Filter("latency_over_ms", _slower_than, lambda ms: f"with an answer slower than {_seconds(ms)}"),
 )  # fmt: skip
 _DEFAULT = HistoryFilter()
 
@@ -210,6 +280,23 @@ def _chosen(filters: HistoryFilter):
 def described(filters: HistoryFilter) -> list[str]:
     """The words of each filter set: ['of bob', 'with 👎']."""
     return [spec.words(value) for spec, value in _chosen(filters)]
+
+
+def searched(filters: HistoryFilter) -> str:
+    """What the page says it searched: 'Searched for vacuum; ignored the stray quote', or '' when
+    there is nothing to say (no search, nothing ignored)."""
+    said = f"Searched for {filters.search}" if filters.search else "Searched for every conversation"
+    if filters.ignored:
+        return f"{said}; ignored {', '.join(filters.ignored)}"
+    return said if filters.search else ""
+
+
+def no_match(filters: HistoryFilter) -> str:
+    """'No conversations match vac*, -vacuum, tagged billing' (what the page says when nothing matches)."""
+    parts = [str(TextQuery(filters.query.groups))] if filters.query.groups else []
+    parts += [f"-{term}" for term in filters.query.excluded] + described(filters)
+    said = f"No conversations match {', '.join(parts)}" if parts else "No conversations match"
+    return said + (f" (ignored {', '.join(filters.ignored)})" if filters.ignored else "")
 
 
 def conversation_filters(
@@ -228,9 +315,11 @@ def conversation_filters(
     if filters.deleted and not actor.is_admin:
         clauses.append(false())
     clauses += [spec.clause(value) for spec, value in _chosen(filters)]
-    if filters.search.strip() and search:
-        found = fulltext.found_conversations(dialect, filters.search)
-        clauses.append(false() if found is None else Conversation.id.in_(found))
+    query = filters.query
+    if (left_out := fulltext.excluded(dialect, query)) is not None:
+        clauses.append(left_out)
+    if query.groups and search:
+        clauses.append(Conversation.id.in_(fulltext.found_conversations(dialect, query)))
     return clauses
 
 

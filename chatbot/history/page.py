@@ -57,7 +57,7 @@ def list_history(
     (``MatchCount.at_least``) that always reaches past this page when another page follows.
     """
     dialect, offset = dialect_of(session), max(page, 0) * page_size
-    if filters.search.strip():
+    if filters.query.groups:
         rows, total = _searched_page(session, dialect, actor, filters, offset=offset, limit=page_size)
     else:
         where = conversation_filters(dialect, actor, filters)
@@ -128,7 +128,7 @@ class _Search:
         self.tuning = tuning
         self.needed = offset + limit + 1  # a count this high shows whether another page follows
         self.scan = max(tuning.counted_hits, 2 * self.needed)
-        self.hits = fulltext.hits(dialect, filters.search)
+        self.hits = fulltext.hits(dialect, filters.query)
         self.where = conversation_filters(dialect, actor, filters, search=False, deleted_index=False)
 
     @functools.cached_property
@@ -169,7 +169,7 @@ class _Search:
         newest = select(Conversation.updated_at).where(*shown).order_by(Conversation.updated_at.desc())
         oldest = select(func.min(Conversation.updated_at)).where(*shown)  # fewer than the walk's: walk them all
         since = func.coalesce(newest.offset(self.tuning.walk - 1).limit(1).scalar_subquery(), oldest.scalar_subquery())
-        found = fulltext.has_hit(self.dialect, self.filters.search, recent_messages=self.tuning.recent_messages)
+        found = fulltext.has_hit(self.dialect, self.filters.query, recent_messages=self.tuning.recent_messages)
         query = select(*_ROW).where(*shown, Conversation.updated_at >= since, found)
         return self._page(_with_owner(query))
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from chatbot import export, store
 from chatbot.errors import NotFoundError
+from chatbot.history.notes import notes_for
+from chatbot.history.tags import tags_of
 from chatbot.models import Conversation, Feedback, Message, User
 from chatbot.store import Actor
 
@@ -43,6 +45,11 @@ class TranscriptMessage:
     files: list | None  # a question's attached files, as ui.attached_files shows them
     feedback_score: int | None
     feedback_comment: str | None
+    note: str | None = None  # an analyst's note on the answer (notes.py)
+    corrected_answer: str | None = None  # what the answer should have said
+
+
+_STORED = [f.name for f in fields(TranscriptMessage)][:-4]  # the models.Message attributes
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,12 @@ class Transcript:
     updated_at: dt.datetime
     deleted: bool
     messages: tuple[TranscriptMessage, ...]
+    tags: tuple[str, ...] = ()
 
     def rows(self) -> list[dict]:
         """The messages as export rows (keys as in ``export.EXPORT_COLUMNS``)."""
-        common = {"conversation_id": str(self.id), "conversation_title": self.title, "username": self.owner}
+        common = {"conversation_id": self.id, "conversation_title": self.title, "username": self.owner,
+                  "tags": export.tags_text(self.tags)}
         rows = []
         for m in self.messages:
             row = common | asdict(m) | {"message_id": m.id}
@@ -74,7 +83,7 @@ class Transcript:
         return export.conversation_json(self.title, self.rows())
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def aware(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
@@ -93,11 +102,16 @@ def transcript(session: Session, actor: Actor, conversation_id: int) -> Transcri
         raise NotFoundError("This conversation does not exist or was deleted.")
     conversation, owner = found
     if conversation.owner_id != actor.id:
-        store.audit(session, actor, "view", f"conversation {conversation_id}")
+        store.audit(session, actor, "view", store.conversation_label(conversation.id, conversation.title, owner))
+    messages = list(_transcript_messages(session, conversation))
+    kept = notes_for(session, actor, [m.id for m in messages if m.role == "assistant"])
+    messages = [replace(m, note=kept[m.id].note or None, corrected_answer=kept[m.id].corrected_answer)
+                if m.id in kept else m for m in messages]
     return Transcript(
         id=conversation.id, title=conversation.title, owner=owner,
-        created_at=_aware(conversation.created_at), updated_at=_aware(conversation.updated_at),
-        deleted=conversation.deleted, messages=tuple(_transcript_messages(session, conversation)),
+        created_at=aware(conversation.created_at), updated_at=aware(conversation.updated_at),
+        deleted=conversation.deleted, messages=tuple(messages),
+        tags=tuple(tags_of(session, actor, [conversation.id]).get(conversation.id, [])),
     )
 
 
@@ -107,8 +121,8 @@ def _transcript_messages(session: Session, conversation: Conversation) -> Iterat
         .outerjoin(Feedback, and_(Feedback.message_id == Message.id, Feedback.user_id == conversation.owner_id))
         .where(Message.conversation_id == conversation.id).order_by(Message.id)
     )
-    names = [f.name for f in fields(TranscriptMessage)][:-2]
+    names = _STORED
     for message, score, comment in session.execute(query):
         values = {name: getattr(message, name) for name in names}
-        values["created_at"] = _aware(message.created_at)
+        values["created_at"] = aware(message.created_at)
         yield TranscriptMessage(**values, feedback_score=score, feedback_comment=comment)
