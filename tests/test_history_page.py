@@ -15,7 +15,7 @@ from tests.apps import shown, visible
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
-FORMATS = ["CSV", "Excel", "JSON", "Markdown", "Parquet"]
+FORMATS = ["CSV", "Excel", "JSON", "Markdown", "Parquet", "Evaluation JSONL", "Evaluation CSV"]
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_analyst_sees_only_own_conversations_without_an_owner_column(users, chat
     assert table(at) == ["Churn dashboard", "Quarterly sales"]
     assert "2 conversations match" in captions(at)
     assert shown_columns(at) == ["title", "started", "last_activity", "messages", "thumbs_up", "thumbs_down",
-                                 "last_status", "engine", "flow_version"]
+                                 "last_status", "engine", "flow_version", "tags"]
     assert "history_user" not in [w.key for w in at.selectbox]
 
 
@@ -112,7 +112,7 @@ def test_admin_sees_everyone_with_the_owner_column(users, chats):
 def test_filters_are_read_from_the_query_string(users, chats):
     at = open_page(users["root"], history_search="sales", history_feedback="👍", history_user="alice")
     assert table(at) == ["Quarterly sales"]
-    assert "1 conversations match" in captions(at)
+    assert "1 conversation matches" in captions(at)
     assert at.text_input(key="history_search").value == "sales"
     assert at.selectbox(key="history_feedback").value == "up"
     assert at.selectbox(key="history_user").value == "alice"
@@ -135,7 +135,7 @@ def test_typing_a_search_filters_the_table(users, chats):
     at.text_input(key="history_search").input("region")
     rerun(at)
     assert table(at) == ["Churn dashboard"]
-    assert "1 conversations match" in captions(at)
+    assert "1 conversation matches" in captions(at)
 
 
 def test_dates_the_wrong_way_round_are_explained(users, chats):
@@ -184,7 +184,7 @@ def test_a_retried_answer_shows_both_versions_in_the_transcript(page_db, users, 
             store.update_answer(session, alice, answer.id, content=text, status=status, error="timed out")
     at = open_page(alice)
     at = select_row(at, table(at).index("Retried"))
-    details = [c for c in captions(at) if "version" in c]
+    details = [c for c in captions(at) if "· version" in c]
     assert [d.rsplit(" · ", 2)[-2:] for d in details] == [
         ["error", "version 1 (replaced by a later one)"], ["complete", "version 2"]]
 
@@ -242,7 +242,7 @@ def test_the_transcript_shows_what_answered_the_steps_and_the_files(users, versi
     at = select_row(at, table(at).index("Agent churn"))
     assert "2024-05-06 09:00:00 UTC · Notes RAG v7 · gpt-4o-mini · 1.2 s · complete" in captions(at)
     assert "Attached: q3.pdf (12 KB)" in captions(at)
-    assert [e.label for e in at.expander] == ["2 steps"]
+    assert [e.label for e in at.expander if not e.label.startswith("Filters")] == ["2 steps"]
 
 
 def test_analyst_deletes_a_conversation_after_confirming(page_db, users, chats):
@@ -272,7 +272,8 @@ def test_admin_purges_a_deleted_conversation(page_db, users, chats):
     assert table(at) == []
     with page_db.begin() as session:
         assert [entry[2:] for entry in store.list_audit(session, users["root"])] == [
-            ("purge", f"conversation {chats['bob']}"), ("view", f"conversation {chats['bob']}")]
+            ("purge", f"conversation {chats['bob']} “Forecast” of bob"),
+            ("view", f"conversation {chats['bob']} “Forecast” of bob")]
 
 
 def test_paging_goes_forward_and_back(page_db, users, chats):
@@ -328,7 +329,8 @@ def test_admin_audit_log_shows_who_read_what(users, chats):
     at = select_row(open_page(users["root"]), 1)  # bob's
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     [audit] = [d.value for d in open_page(users["root"], history_tab="Audit log").dataframe]
-    assert audit[["Admin", "Action", "What"]].values.tolist() == [["root", "view", f"conversation {chats['bob']}"]]
+    assert audit[["Admin", "Action", "What"]].values.tolist() == [
+        ["root", "view", f"conversation {chats['bob']} “Forecast” of bob"]]
 
 
 def test_analysts_have_no_audit_log_tab(users, chats):

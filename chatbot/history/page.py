@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from chatbot import fulltext, store
 from chatbot.history.filters import SORTS, HistoryFilter, conversation_filters, dialect_of, utc
+from chatbot.history.tags import tags_of
 from chatbot.models import Conversation, Message, User
 from chatbot.store import Actor
 
 TABLE_COLUMNS = [
     "id", "title", "owner", "started", "last_activity", "messages",
-    "thumbs_up", "thumbs_down", "last_status", "engine", "flow_version",
+    "thumbs_up", "thumbs_down", "last_status", "engine", "flow_version", "tags",
 ]  # fmt: skip
 # A search counts the conversations of its first hits only, and shows "N+" when there were more.
 # Each hit read costs a row and a look at its conversation; 300 say "many" as well as 1,000 did
@@ -45,7 +46,7 @@ _ROW = (
     Conversation.id, Conversation.title, User.username, Conversation.created_at, Conversation.updated_at,
     Conversation.message_count, Conversation.thumbs_up, Conversation.thumbs_down, Conversation.last_status,
     Conversation.last_engine, Conversation.last_version,
-)  # TABLE_COLUMNS, in order
+)  # TABLE_COLUMNS, in order, but the tags (read for the page's rows after)
 
 
 def list_history(
@@ -64,7 +65,10 @@ def list_history(
         total = MatchCount(session.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0)
         query = _with_owner(select(*_ROW)).where(*where).order_by(*SORTS[filters.sort])
         rows = session.execute(query.limit(page_size).offset(offset)).all()
-    return _table(rows), total
+    frame = _table(rows)
+    on_page = tags_of(session, actor, frame["id"].tolist())
+    frame["tags"] = [on_page.get(cid, []) for cid in frame["id"].tolist()]
+    return frame, total
 
 
 def _with_owner(query):
@@ -185,7 +189,8 @@ class _Search:
 
 def _table(rows: list) -> pd.DataFrame:
     """The history table of these rows of ``_ROW``, times in UTC."""
-    columns = dict(zip(TABLE_COLUMNS, map(list, zip(*rows)))) if rows else dict.fromkeys(TABLE_COLUMNS, [])
+    names = TABLE_COLUMNS[:-1]
+    columns = dict(zip(names, map(list, zip(*rows)))) if rows else dict.fromkeys(names, [])
     for name in ("started", "last_activity"):  # a list converts at once, a column of objects one by one
         columns[name] = utc(columns[name])
     return pd.DataFrame(columns)
