@@ -111,11 +111,11 @@ def take_the_search_apart() -> None:
     if "user" in moved and not actor.is_admin:
         del moved["user"]
         st.session_state["history_ignored"] = (str(parsed.query), (*parsed.ignored, "user: (only admins pick a user)"))
-    keys = {name: key for name, key in history.PARAMS.items()}
     for name, value in moved.items():
+        key = history.PARAMS[name]
         if name == "tags":
-            value = sorted({*st.session_state.get("history_tags", []), *value})
-        st.session_state[keys[name]] = value
+            value = sorted({*st.session_state.get(key, []), *value})
+        st.session_state[key] = value
     st.session_state["history_search"] = str(parsed.query)
 
 
@@ -162,6 +162,8 @@ if len(linked_search) > history.MAX_SEARCH_CHARS:
 elif len(search) >= history.MAX_SEARCH_CHARS:  # the browser cuts a longer paste without a word
     st.warning(f"A search holds at most {history.MAX_SEARCH_CHARS:,} characters: the rest was cut.",
                icon=":material/content_cut:")
+if parse(search).fields or str(parse(search).query) != search[:history.MAX_SEARCH_CHARS]:
+    st.rerun()  # a link's search seeds the box on the first run; the next one takes it apart (above)
 chosen = sum(st.session_state.get(k) not in (None, "", [], False, "any", "updated") for k in WIDGET_DEFAULTS
              if k != "history_search")
 # Folded by default, so a phone (390 px) shows the search and the table first; says how many are set.

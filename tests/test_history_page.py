@@ -369,3 +369,95 @@ def test_query_values_carried_through_the_login_are_a_few_kb_at_most():
     params = ui.bounded_params({"history_search": "x" * 1_000_000, "history_sort": "Title"})
     assert params == {"history_search": "x" * ui.MAX_PARAM_CHARS, "history_sort": "Title"}
     assert history.MAX_SEARCH_CHARS < ui.MAX_PARAM_CHARS <= 4 * 1024  # the page still sees a cut search
+
+
+# -- the workbench (issue #16) -------------------------------------------------------------
+
+
+def test_a_field_filter_typed_in_the_box_moves_to_its_widget(users, chats):
+    at = open_page(users["alice"], history_search="fb:up sales")
+    assert at.text_input(key="history_search").value == "sales"
+    assert at.selectbox(key="history_feedback").value == "up"
+    assert table(at) == ["Quarterly sales"]
+    assert "Searched for sales" in captions(at)
+
+
+def test_a_stray_quote_is_ignored_and_said(users, chats):
+    at = open_page(users["alice"], history_search='"sales')
+    assert table(at) == ["Quarterly sales"]
+    assert "Searched for sales; ignored the stray quote" in captions(at)
+
+
+def test_nothing_matching_says_what_was_searched_and_offers_no_downloads(users, chats):
+    at = open_page(users["alice"], history_search="vac* -vacuum")
+    assert [shown(i.value) for i in at.info] == ["No conversations match vac*, -vacuum"]
+    assert at.download_button.len == 0
+    assert "0 conversations match" in captions(at)
+
+
+def test_clear_filters_empties_the_box_and_the_widgets(users, chats):
+    at = open_page(users["alice"], history_search="sales", history_feedback="👍")
+    at.button(key="history_clear_top").click()
+    rerun(at)
+    assert at.text_input(key="history_search").value == ""
+    assert at.selectbox(key="history_feedback").value == "any"
+    assert table(at) == ["Churn dashboard", "Quarterly sales"]
+
+
+def test_an_analyst_tags_a_conversation_and_notes_an_answer(page_db, users, chats):
+    at = select_row(open_page(users["alice"]), 1)  # Quarterly sales
+    at.multiselect(key=f"history_chat_tags_{chats['sales']}").set_value(["billing", "q3"])
+    rerun(at)
+    at.text_area(key=f"history_note_{answer_of(page_db, users['alice'], chats['sales'])}").set_value("Round it")
+    fix_key = f"history_fix_{answer_of(page_db, users['alice'], chats['sales'])}"
+    at.text_area(key=fix_key).set_value("About 1.2 million.")
+    at.button[[b.label for b in at.button].index("Save note")].click()
+    rerun(at)
+    assert any("Note: Round it" in shown(i.value) for i in at.info)
+    assert any("Should have said: About 1.2 million." in shown(s.value) for s in at.success)
+    with page_db.begin() as session:
+        assert history.tags.tags_of(session, users["alice"], [chats["sales"]]) == {chats["sales"]: ["billing", "q3"]}
+    at = open_page(users["alice"], history_search="tag:billing")
+    assert table(at) == ["Quarterly sales"] and at.multiselect(key="history_tags").value == ["billing"]
+
+
+def answer_of(page_db, actor, conversation_id) -> int:
+    with page_db.begin() as session:
+        return [m.id for m in store.list_messages(session, actor, conversation_id) if m.role == "assistant"][0]
+
+
+def test_a_saved_view_opens_from_its_link_for_another_analyst_when_shared(page_db, users, chats):
+    at = open_page(users["alice"], history_search="sales", history_feedback="👍")
+    at.text_input(key="history_view_name").set_value("Good sales")
+    at.checkbox(key="history_view_shared").check()
+    at.button(key="history_view_save").click()
+    rerun(at)
+    view_id = at.query_params["view"]
+    view_id = view_id[-1] if isinstance(view_id, list) else view_id
+    again = open_page(users["alice"], view=view_id)
+    assert again.text_input(key="history_search").value == "sales"
+    assert again.selectbox(key="history_feedback").value == "up" and table(again) == ["Quarterly sales"]
+    bob = open_page(users["bob"], view=view_id)
+    assert [b.label for b in bob.button if b.key.startswith("history_view_")][:1] == ["Good sales \\(shared by alice\\)"]
+    assert table(bob) == []  # bob's own conversations, through alice's filters
+
+
+def test_a_private_view_does_not_open_for_another_analyst(page_db, users, chats):
+    with page_db.begin() as session:
+        view = history.views.save_view(session, users["alice"], "Mine", history.HistoryFilter(search="sales"))
+    at = open_page(users["bob"], view=str(view.id))
+    assert [shown(e.value) for e in at.error] == ["Opening the saved view failed. This saved view does not exist or is private."]
+
+
+def test_an_admin_renames_a_tag_for_everyone(page_db, users, chats):
+    with page_db.begin() as session:
+        history.tags.set_tags(session, users["alice"], chats["sales"], ["billing"])
+        history.tags.set_tags(session, users["bob"], chats["bob"], ["invoices"])
+    at = open_page(users["root"], history_tab="Audit log")
+    at.selectbox(key="history_tag_old").select("billing")
+    at.text_input(key="history_tag_new").set_value("invoices")
+    at.button[[b.label for b in at.button].index("Rename")].click()
+    rerun(at)
+    with page_db.begin() as session:
+        assert history.tags.vocabulary(session, users["root"]) == ["invoices"]
+    assert table(open_page(users["root"], history_search="tag:invoices")) == ["Forecast", "Quarterly sales"]

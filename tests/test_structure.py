@@ -51,3 +51,11 @@ def test_the_ownership_rule_is_written_once():
 def test_history_is_a_package_of_nouns():
     modules = {path.stem for path in (ROOT / "chatbot" / "history").glob("*.py")}
     assert {"filters", "page", "transcript", "exports", "usage"} <= modules
+
+
+def test_the_dataframe_download_button_is_off():
+    """st.dataframe's own CSV download would bypass the export's role checks and audit log."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["disableDataExport"] is True
