@@ -159,7 +159,7 @@ def test_the_earliest_and_latest_usable_days_export_everything(chats, tmp_path, 
         (["--format", "csv", "--since", "2024-05-03", "--until", "2024-05-01"],
          "error: The start date is after the end date.\n"),
         (["--format", "pdf"], "error: argument --format: invalid choice: 'pdf' (choose from 'csv', 'xlsx', 'json', "
-                              "'md', 'parquet') (see python -m chatbot export --help)\n"),
+                              "'md', 'parquet', 'eval-jsonl', 'eval-csv') (see python -m chatbot export --help)\n"),
     ],
 )
 def test_mistakes_print_one_line_exit_2_and_write_nothing(chats, folder, capsys, args, message):
