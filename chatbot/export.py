@@ -453,6 +453,7 @@ def _markdown_heading(message: dict, *, first: bool) -> str:
         message["username"],
         message["conversation_id"] and f"conversation {message['conversation_id']}",
         message["created_at"] and f"started {_display_time(message['created_at'])}",
+        message.get("tags") and f"tags: {_one_line(message['tags'])}",
     ]
     metadata = " · ".join(detail for detail in details if detail)
     heading = f"# {_heading_text(message['conversation_title'])}\n\n"
@@ -487,6 +488,10 @@ def _markdown_message(message: dict) -> str:
         score = _FEEDBACK.get(message["feedback_score"], "")
         comment = _one_line(message["feedback_comment"] or "")
         lines += ["", " ".join(part for part in ("Feedback:", score, comment and f"“{comment}”") if part)]
+    if message.get("note"):
+        lines += ["", f"Note: {_one_line(message['note'])}"]
+    if message.get("corrected_answer"):
+        lines += ["", "Should have said:", ""] + [f"> {line}" for line in message["corrected_answer"].splitlines()]
     return "\n".join(lines) + "\n\n"
 
 

@@ -762,3 +762,11 @@ def test_no_csv_or_excel_cell_starts_with_a_formula_character(rows, tmp_path):
             assert cell.data_type != "f"
             if isinstance(cell.value, str):
                 assert excel_decoded(cell.value)[:1] not in set("=+-@\t\r")
+
+
+def test_markdown_shows_tags_a_note_and_the_corrected_answer():
+    answer = message(role="assistant", content="Run VACUUM FULL.", tags="billing; urgent", note="Too risky",
+                     corrected_answer="Run VACUUM.\nLater: FULL, at night.")
+    text = export.conversation_markdown("Vacuum", [answer])
+    assert "tags: billing; urgent" in text
+    assert "Note: Too risky\n\nShould have said:\n\n> Run VACUUM.\n> Later: FULL, at night." in text

@@ -76,3 +76,7 @@ def test_contradicting_dates_keep_the_first_and_say_so():
 
 def test_a_link_from_before_the_status_filter_still_opens_failed_answers():
     assert HistoryFilter.from_query_params({"history_errors": "true"}) == HistoryFilter(status="error")
+
+
+def test_tags_from_a_widget_are_read_as_they_are_stored():
+    assert HistoryFilter(tags=["Billing", " needs   review ", ""]).tags == ("billing", "needs review")

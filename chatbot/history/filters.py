@@ -97,7 +97,8 @@ class HistoryFilter:
         search keeps its words in canonical form; tags are a sorted set."""
         parsed = parse(self.search)
         values = dict(parsed.fields, search=str(parsed.query))
-        values["tags"] = tuple(sorted({*self.tags, *values.get("tags", ())}))
+        tags = (" ".join(str(tag).split()).lower()[:60] for tag in (*self.tags, *values.get("tags", ())))
+        values["tags"] = tuple(sorted({tag for tag in tags if tag}))  # as tags.clean_tag stores them
         if values.get("since") and self.until and values["since"] > self.until and "until" not in values:
             values["until"] = None  # the box's date wins over the widget's that contradicts it
         if values.get("until") and self.since and self.since > values["until"] and "since" not in values:
