@@ -408,15 +408,15 @@ def show_transcript(chat: history.Transcript) -> None:
     st.subheader(ui.plain_text(chat.title), anchor=False)
     gone = " · deleted by its owner" if chat.deleted else ""
     st.caption(f"{chat.owner} · started {chat.created_at:%Y-%m-%d %H:%M} UTC · {len(chat.messages)} messages{gone}")
-    buttons = st.columns(4)
-    buttons[0].download_button("Transcript (Markdown)", data=chat.markdown, file_name=export.safe_filename(chat.title, "md"),
-                               mime="text/markdown", key="history_transcript_md", on_click="ignore")
-    buttons[1].download_button("Transcript (JSON)", data=chat.json, file_name=export.safe_filename(chat.title, "json"),
-                               mime="application/json", key="history_transcript_json", on_click="ignore")
+    buttons = st.container(horizontal=True)  # wraps on a narrow column instead of cutting the labels
+    buttons.download_button("Transcript (Markdown)", data=chat.markdown, file_name=export.safe_filename(chat.title, "md"),
+                            mime="text/markdown", key="history_transcript_md", on_click="ignore")
+    buttons.download_button("Transcript (JSON)", data=chat.json, file_name=export.safe_filename(chat.title, "json"),
+                            mime="application/json", key="history_transcript_json", on_click="ignore")
     if chat.owner == actor.username and not chat.deleted:
-        if buttons[2].button("Delete", key="history_delete", icon=":material/delete:"):
+        if buttons.button("Delete", key="history_delete", icon=":material/delete:"):
             st.session_state["history_confirm"] = ("delete", chat.id)
-    if actor.is_admin and buttons[3].button("Purge", key="history_purge", icon=":material/delete_forever:"):
+    if actor.is_admin and buttons.button("Purge", key="history_purge", icon=":material/delete_forever:"):
         st.session_state["history_confirm"] = ("purge", chat.id)
     confirm_removal(chat.id)
     if (failed := st.session_state.pop("history_edit_error", None)) is not None:
