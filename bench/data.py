@@ -46,7 +46,7 @@ from chatbot import db as database
 
 logger = logging.getLogger("bench.data")
 
-DATASET_VERSION = 2  # 2: answers say which flow version answered, agents' steps, tweaks, files
+DATASET_VERSION = 3  # 2: answers say which flow version answered, agents' steps, tweaks, files; 3: tags
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 SEED = 20251126
@@ -63,7 +63,11 @@ FILE_SHARE = 0.03  # questions with a file attached
 PASSWORD_HASH = "$2b$04$mLKKnNBfoKZiPsLz3gVeMODEFTWrfjno9LWmXUc8/9ZLrzAluM8RK"
 TOPIC_SHARE = 0.025  # share of words drawn from TOPICS: about one topic word in every message
 CHUNK_CONVERSATIONS = 2_000
-TABLES = ("users", "conversations", "messages", "feedback")
+TABLES = ("users", "conversations", "messages", "feedback", "conversation_tags")
+ID_TABLES = TABLES[:4]  # the tables with an id sequence
+# Tags on conversations: none on 60 %, one on 30 %, two on 10 %; billing is on about 8 % of them.
+TAGS = ("billing", "refund", "onboarding", "churn", "outage", "security", "pricing", "reporting")
+TAG_WEIGHTS = (0.2, 0.1, 0.15, 0.15, 0.1, 0.1, 0.1, 0.1)
 # The columns each generated row fills, in order; the others keep their defaults (NULL, or the
 # server default: a message's version 1 and current true). Named, so a new column cannot shift them.
 COLUMNS = {
@@ -76,6 +80,7 @@ COLUMNS = {
                  "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "total_tokens", "flow_name",
                  "flow_version", "model", "run_id", "tweaks", "steps", "files"),
     "feedback": ("id", "message_id", "user_id", "score", "comment", "created_at"),
+    "conversation_tags": ("conversation_id", "tag", "created_at"),
 }  # fmt: skip
 
 
@@ -208,6 +213,7 @@ class Chunk:
     conversations: list[tuple]
     messages: list[tuple]
     feedback: list[tuple]
+    tags: list[tuple]
 
 
 def chunks(scale: Scale) -> Iterator[Chunk]:
@@ -290,7 +296,18 @@ def _chunk(rng: np.random.Generator, p: Plan, start: int, stop: int, first_messa
             str(status[last[j]]), FLOW_ID, int(ups[j]), int(downs[j]), FLOW_ID,
             f"{FLOW_NAME} {extra.version[int(last[j])]}",
         ))  # fmt: skip
-    return Chunk(conversations, messages, feedback)
+    return Chunk(conversations, messages, feedback, _tags(start, stop, [row[4] for row in conversations]))
+
+
+def _tags(start: int, stop: int, started: list[str]) -> list[tuple]:
+    """(conversation_id, tag, created_at) rows, from a stream of their own (the other rows stay as they were)."""
+    rng = np.random.default_rng([SEED, 3, start])
+    how_many = rng.choice(3, stop - start, p=[0.6, 0.3, 0.1])
+    rows = []
+    for j, count in enumerate(how_many.tolist()):
+        for tag in rng.choice(len(TAGS), count, replace=False, p=TAG_WEIGHTS).tolist():
+            rows.append((start + j + 1, TAGS[tag], started[j]))
+    return rows
 
 
 class _Provenance:
@@ -416,7 +433,7 @@ def _build_sqlite(path: Path, scale: Scale) -> None:
         connection.execute("PRAGMA cache_size=-400000")
         saved = connection.execute(
             "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND "
-            "((type = 'index' AND tbl_name IN ('conversations', 'messages', 'feedback')) "
+            "((type = 'index' AND tbl_name IN ('conversations', 'messages', 'feedback', 'conversation_tags')) "
             " OR (type = 'trigger' AND name = 'messages_fts_insert'))"
         ).fetchall()
         for kind, name, _ in saved:
@@ -427,6 +444,7 @@ def _build_sqlite(path: Path, scale: Scale) -> None:
             connection.executemany(_insert("conversations"), chunk.conversations)
             connection.executemany(_insert("messages"), chunk.messages)
             connection.executemany(_insert("feedback"), chunk.feedback)
+            connection.executemany(_insert("conversation_tags"), chunk.tags)
         connection.execute("COMMIT")
         for kind, _, sql in saved:
             if kind == "index":
@@ -528,9 +546,10 @@ def _build_postgres(schema: str, scale: Scale) -> None:
                 _copy(connection, "conversations", chunk.conversations)
                 _copy(connection, "messages", chunk.messages)
                 _copy(connection, "feedback", chunk.feedback)
+                _copy(connection, "conversation_tags", chunk.tags)
         for _, definition in indexes:
             connection.execute(definition)
-        for name in TABLES:
+        for name in ID_TABLES:
             connection.execute(
                 f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT max(id) FROM {name}))"
             )

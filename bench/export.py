@@ -24,14 +24,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Text, and_, cast, select
+from sqlalchemy import Text, and_, cast, func, select
 
 from bench import data
 from bench.context import Context
 from bench.report import Figure
 from chatbot import db as database
 from chatbot import export, history, store
-from chatbot.models import Conversation, Feedback, Message, User
+from chatbot.models import AnswerNote, Conversation, ConversationTag, Feedback, Message, User
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITERS = {"csv": export.export_csv, "parquet": export.export_parquet, "xlsx": export.export_xlsx}
@@ -176,7 +176,12 @@ def _reset_peak() -> None:
 
 
 def export_rows_query(rows: int | None):
-    """Every message an admin's unfiltered export holds, in export order (the pandas baseline's rows)."""
+    """Every message an admin's unfiltered export holds, in export order (the pandas baseline's rows),
+    with each conversation's tags joined by '; ' and each answer's note, as ours writes them."""
+    tagged = (
+        select(ConversationTag.conversation_id, func.aggregate_strings(ConversationTag.tag, "; ").label("tags"))
+        .group_by(ConversationTag.conversation_id).subquery()
+    )
     query = (
         select(
             Conversation.id, Conversation.title, User.username, Message.id, Message.role, Message.version,
@@ -184,11 +189,14 @@ def export_rows_query(rows: int | None):
             Message.ttft_ms, Message.engine, Message.flow_id, Message.flow_name, Message.flow_version, Message.model,
             Message.run_id, Message.input_tokens, Message.output_tokens, Feedback.score, Feedback.comment,
             *(cast(getattr(Message, name), Text) for name in export.JSON_COLUMNS),  # as stored: a baseline parses nothing
+            tagged.c.tags, AnswerNote.note, AnswerNote.corrected_answer,
         )
         .select_from(Conversation)
         .join(User, User.id == Conversation.owner_id)
         .join(Message, Message.conversation_id == Conversation.id)
         .outerjoin(Feedback, and_(Feedback.message_id == Message.id, Feedback.user_id == Conversation.owner_id))
+        .outerjoin(tagged, tagged.c.conversation_id == Conversation.id)
+        .outerjoin(AnswerNote, AnswerNote.message_id == Message.id)
         .where(Conversation.deleted.is_(False))
         .order_by(Message.conversation_id, Message.id)
     )  # fmt: skip

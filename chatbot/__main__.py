@@ -23,7 +23,8 @@ from chatbot.errors import ChatbotError, InputError
 from chatbot.models import ROLES
 
 EXIT_USAGE = 2
-EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown", "parquet": "Parquet"}
+EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown", "parquet": "Parquet",
+                  "eval-jsonl": "eval-jsonl", "eval-csv": "eval-csv"}  # the last two: evaluation sets
 # The command line runs as the operator: it sees every user's conversations (deleted ones excepted).
 OPERATOR = store.Actor(id=0, username="", role="admin", name="command line")
 IMPORTED_TEXT_FIELDS = ("password", "name", "first_name", "last_name", "email")
@@ -107,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     exports.add_argument("--user", default="", help="only this user's conversations")
     exports.add_argument("--since", help="first day, YYYY-MM-DD (UTC)")
     exports.add_argument("--until", help="last day, YYYY-MM-DD (UTC)")
-    exports.add_argument("--search", default="", help="only conversations with a message matching these words")
+    exports.add_argument("--search", default="", help="the history page's search syntax: words, \"phrases\", "
+                         "prefix*, -word, OR, tag: fb: status: user: flow: version: after: before: latency>")
     exports.add_argument("--out", required=True, type=Path, help="the file to write (replaced only when complete)")
     exports.set_defaults(run=_export)
     return parser
@@ -286,9 +288,16 @@ def _export(args, db) -> int:
     _check_target(args.out)  # before the export runs, not after
     filters = history.HistoryFilter(since=_day(args.since, "--since"), until=_day(args.until, "--until"),
                                     search=args.search.strip(), user=args.user.strip().lower())
+    for ignored in filters.ignored:
+        print(f"note: the search ignored {ignored}", file=sys.stderr)
     with database.readonly_factory(db.kw["bind"]).begin() as session:  # one snapshot, no write lock
         if filters.user:
             store.require_user(session, filters.user)
+        if label in history.evaluation.FORMATS:
+            written = _write_complete(args.out, lambda out: history.evaluation.write_evaluation(
+                session, OPERATOR, filters, label, out))
+            print(f"exported {written} answered turns to {args.out}")
+            return 0
         rows = history.count_export_rows(session, OPERATOR, filters)
         if label == "Excel" and rows > export.EXCEL_MAX_ROWS:
             raise InputError(f"Excel holds at most {export.EXCEL_MAX_ROWS:,} messages and this export has "

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 PARQUET_SCHEMA = pa.schema(
     [
-        ("conversation_id", pa.string()),
+        ("conversation_id", pa.int64()),
         ("conversation_title", pa.string()),
         ("username", pa.string()),
         ("message_id", pa.int64()),
@@ -84,6 +84,9 @@ PARQUET_SCHEMA = pa.schema(
         ("tweaks", pa.string()),  # JSON text (JSON_COLUMNS): {component id: {field: value}}
         ("steps", pa.string()),  # JSON text: [{"name", "input", "output", "status", "duration_ms", "error"}]
         ("files", pa.string()),  # JSON text, on a question: [{"name", "size", "type", "path"}]
+        ("tags", pa.string()),  # the conversation's tags, sorted, joined by "; "
+        ("note", pa.string()),  # an analyst's note on the answer
+        ("corrected_answer", pa.string()),  # what the answer should have said, per that note
     ]
 )
 EXPORT_COLUMNS = PARQUET_SCHEMA.names  # the columns of every chunk and every format, in order
@@ -96,11 +99,11 @@ EXCEL_MAX_ROWS = 1_048_575  # 1,048,576 rows per sheet, less the header
 EXCEL_MAX_CELL_CHARS = 32_767
 _EXCEL_TRUNCATED = "… [cut: an Excel cell holds 32,767 characters; export CSV or Parquet for the full text]"
 _EXCEL_WIDTHS = {
-    "conversation_id": 36, "conversation_title": 30, "username": 16, "message_id": 11,
+    "conversation_id": 14, "conversation_title": 30, "username": 16, "message_id": 11,
     "role": 10, "version": 9, "current": 9, "content": 80, "created_at": 20, "status": 11, "error": 40,
     "latency_ms": 11, "ttft_ms": 10, "engine": 10, "flow_id": 36, "flow_name": 24, "flow_version": 12,
     "model": 16, "run_id": 36, "input_tokens": 13, "output_tokens": 14, "feedback_score": 15,
-    "feedback_comment": 40, "tweaks": 30, "steps": 60, "files": 40,
+    "feedback_comment": 40, "tweaks": 30, "steps": 60, "files": 40, "tags": 24, "note": 40, "corrected_answer": 60,
 }  # fmt: skip
 
 _BATCH_ROWS = 2_000  # rows made into Python objects at a time, whatever the chunk size
@@ -135,6 +138,11 @@ class ExportFormat:
 def neutralize_cell(value: str) -> str:
     """Prefix ``'`` to text a spreadsheet would run as a formula (OWASP CSV injection)."""
     return "'" + value if value[:1] in _FORMULA_START else value
+
+
+def tags_text(tags) -> str | None:
+    """A conversation's tags as one cell: 'billing; urgent' (None when it has none)."""
+    return "; ".join(tags) or None
 
 
 def json_text(value) -> str | None:
@@ -445,6 +453,7 @@ def _markdown_heading(message: dict, *, first: bool) -> str:
         message["username"],
         message["conversation_id"] and f"conversation {message['conversation_id']}",
         message["created_at"] and f"started {_display_time(message['created_at'])}",
+        message.get("tags") and f"tags: {_one_line(message['tags'])}",
     ]
     metadata = " · ".join(detail for detail in details if detail)
     heading = f"# {_heading_text(message['conversation_title'])}\n\n"
@@ -479,6 +488,10 @@ def _markdown_message(message: dict) -> str:
         score = _FEEDBACK.get(message["feedback_score"], "")
         comment = _one_line(message["feedback_comment"] or "")
         lines += ["", " ".join(part for part in ("Feedback:", score, comment and f"“{comment}”") if part)]
+    if message.get("note"):
+        lines += ["", f"Note: {_one_line(message['note'])}"]
+    if message.get("corrected_answer"):
+        lines += ["", "Should have said:", ""] + [f"> {line}" for line in message["corrected_answer"].splitlines()]
     return "\n".join(lines) + "\n\n"
 
 

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 models: users, login throttles, conversations, messages, feedback and the audit log."""
+"""SQLAlchemy 2.0 models: users, login throttles, conversations, messages, feedback, the audit log, and
+the analysts' workbench: tags on conversations, notes on answers, saved views."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -170,3 +172,45 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))  # "view", "export", "purge", "user.add", ...
     target: Mapped[str] = mapped_column(Text)  # what was seen: a conversation id or a filter
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ConversationTag(Base):
+    """A free-text label an analyst put on a conversation; a tag exists while a conversation has it."""
+
+    __tablename__ = "conversation_tags"
+
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(60), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_conversation_tags_tag", "tag", "conversation_id"),)
+
+
+class AnswerNote(Base):
+    """An analyst's note on an answer and, optionally, what it should have said; one per answer."""
+
+    __tablename__ = "answer_notes"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    corrected_answer: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SavedView(Base):
+    """Named history filters (the page's query parameters); private to its owner or shared with everyone."""
+
+    __tablename__ = "saved_views"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    filters: Mapped[dict] = mapped_column(JSON)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="uq_saved_views_owner_name"),
+        CheckConstraint("name <> ''", name="ck_saved_views_name"),
+    )

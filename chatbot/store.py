@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import bcrypt
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, NotFoundError
@@ -43,6 +43,24 @@ class Actor:
     @classmethod
     def of(cls, user: User) -> Actor:
         return cls(id=user.id, username=user.username, role=user.role, name=user.name)
+
+
+# -- who sees what: the ownership rule, written once ------------------------------------
+
+
+def visible_to(actor: Actor) -> ColumnElement[bool]:
+    """The conversations the actor may read: their own, or everyone's for an admin.
+
+    Every query of conversations (or of what hangs off them) carries this clause; whether
+    deleted ones count is each query's own business (admins see them to purge them).
+    A structure test checks that no other code compares an owner with the actor.
+    """
+    return true() if actor.is_admin else Conversation.owner_id == actor.id
+
+
+def owned_by(actor: Actor) -> ColumnElement[bool]:
+    """The conversations the actor may change: their own, not deleted (admins included)."""
+    return and_(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
 
 
 # -- text as typed ------------------------------------------------------------------------
@@ -155,8 +173,7 @@ def create_conversation(session: Session, actor: Actor, *, title: str, flow: str
 def get_conversation(session: Session, actor: Actor, conversation_id: int, *, any_owner: bool = False) -> Conversation:
     """The actor's conversation; with ``any_owner`` an admin may read anyone's."""
     query = select(Conversation).where(Conversation.id == conversation_id, Conversation.deleted.is_(False))
-    if not (any_owner and actor.is_admin):
-        query = query.where(Conversation.owner_id == actor.id)
+    query = query.where(visible_to(actor) if any_owner else owned_by(actor))
     conversation = session.scalar(query)
     if conversation is None:
         raise NotFoundError("This conversation does not exist or was deleted.")
@@ -172,7 +189,7 @@ def list_conversations(
     """
     query = (
         select(Conversation)
-        .where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+        .where(owned_by(actor))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         .limit(limit)
     )
@@ -195,14 +212,23 @@ def delete_conversation(session: Session, actor: Actor, conversation_id: int) ->
     get_conversation(session, actor, conversation_id).deleted = True
 
 
+def conversation_label(conversation_id: int, title: str, owner: str) -> str:
+    """'conversation 4 “Churn dashboard” of alice': how the audit log names a conversation."""
+    return f"conversation {conversation_id} “{title}” of {owner}"
+
+
 def purge_conversation(session: Session, actor: Actor, conversation_id: int) -> None:
     """Delete a conversation and its messages for good (admins only)."""
     if not actor.is_admin:
         raise NotFoundError("This conversation does not exist or was deleted.")
-    result = session.execute(delete(Conversation).where(Conversation.id == conversation_id))
-    if result.rowcount == 0:
+    found = session.execute(
+        select(Conversation.title, User.username).join(User, User.id == Conversation.owner_id)
+        .where(Conversation.id == conversation_id)
+    ).one_or_none()
+    if found is None:
         raise NotFoundError("This conversation does not exist.")
-    session.add(AuditEntry(actor_id=actor.id, action="purge", target=f"conversation {conversation_id}"))
+    session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+    session.add(AuditEntry(actor_id=actor.id, action="purge", target=conversation_label(conversation_id, *found)))
 
 
 # -- messages --------------------------------------------------------------------------
@@ -221,8 +247,7 @@ def append_message(
         values |= {"last_status": status, "last_engine": metadata.get("flow_id") or metadata.get("engine")}
     touched = session.execute(
         update(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.owner_id == actor.id,
-               Conversation.deleted.is_(False))
+        .where(Conversation.id == conversation_id, owned_by(actor))
         .values(**values)
     )
     if touched.rowcount == 0:
@@ -246,7 +271,7 @@ def update_answer(
     """
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    owned = select(Conversation.id).where(Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+    owned = select(Conversation.id).where(owned_by(actor))
     values = {"content": storable(content), **fields} | ({"status": status} if status else {})
     if values.get("error"):  # an engine's error text comes from outside too
         values["error"] = storable(values["error"])
@@ -372,7 +397,7 @@ def _newest_version(session: Session, root: int) -> int:
 def _owned_message(session: Session, actor: Actor, message_id: int) -> Message:
     message = session.scalar(
         select(Message).join(Conversation)
-        .where(Message.id == message_id, Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+        .where(Message.id == message_id, owned_by(actor))
     )
     if message is None:
         raise NotFoundError("This message does not exist or was deleted.")
@@ -390,8 +415,7 @@ def set_feedback(
         raise InputError("Feedback is 1 (thumbs up) or 0 (thumbs down).")
     conversation_id = session.scalar(
         select(Message.conversation_id).join(Conversation)
-        .where(Message.id == message_id, Message.role == "assistant",
-               Conversation.owner_id == actor.id, Conversation.deleted.is_(False))
+        .where(Message.id == message_id, Message.role == "assistant", owned_by(actor))
     )
     if conversation_id is None:
         raise NotFoundError("This answer does not exist or was deleted.")
@@ -425,10 +449,8 @@ def feedback_for(session: Session, actor: Actor, message_ids: list[int]) -> dict
         return {}
     query = (
         select(Feedback).join(Message).join(Conversation)
-        .where(Feedback.message_id.in_(message_ids), Feedback.user_id == Conversation.owner_id)
+        .where(Feedback.message_id.in_(message_ids), Feedback.user_id == Conversation.owner_id, visible_to(actor))
     )
-    if not actor.is_admin:
-        query = query.where(Conversation.owner_id == actor.id)
     return {f.message_id: f for f in session.scalars(query)}
 
 

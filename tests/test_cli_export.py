@@ -159,7 +159,7 @@ def test_the_earliest_and_latest_usable_days_export_everything(chats, tmp_path, 
         (["--format", "csv", "--since", "2024-05-03", "--until", "2024-05-01"],
          "error: The start date is after the end date.\n"),
         (["--format", "pdf"], "error: argument --format: invalid choice: 'pdf' (choose from 'csv', 'xlsx', 'json', "
-                              "'md', 'parquet') (see python -m chatbot export --help)\n"),
+                              "'md', 'parquet', 'eval-jsonl', 'eval-csv') (see python -m chatbot export --help)\n"),
     ],
 )
 def test_mistakes_print_one_line_exit_2_and_write_nothing(chats, folder, capsys, args, message):
@@ -265,3 +265,17 @@ def test_python_m_chatbot_export_runs_as_a_command(chats, database_url, tmp_path
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, f"exported 2 messages to {out}\n", "")
     assert pq.read_table(out).column("content").to_pylist() == ["=1+1 forecast", "Flat."]
+
+
+def test_export_writes_an_evaluation_set_with_the_search_syntax(chats, users, db, tmp_path, capsys):
+    with db.begin() as session:
+        history.tags.set_tags(session, users["alice"], chats["sales"], ["billing"])
+    out = tmp_path / "eval.jsonl"
+    assert run("--format", "eval-jsonl", "--search", "tag:billing -churn q3", "--out", str(out)) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["question"], r["answer"], r["tags"], r["feedback_score"]) for r in records] == [
+        ("What were Q3 sales?", "1.2M.", ["billing"], 1)]
+    assert "exported 1 answered turns" in capsys.readouterr().out
+    csv_out = tmp_path / "eval.csv"
+    assert run("--format", "eval-csv", "--user", "bob", "--out", str(csv_out)) == 0
+    assert pd.read_csv(csv_out, encoding="utf-8-sig")["question"].tolist() == ["'=1+1 forecast"]

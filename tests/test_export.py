@@ -42,7 +42,7 @@ UNICODE = "emoji 😀👍🏽, RTL مرحبا بالعالم שלום, 4-byte �
 
 def message(**fields) -> dict:
     row = {
-        "conversation_id": "c-1",
+        "conversation_id": 1,
         "conversation_title": "Quarterly numbers",
         "username": "alice",
         "message_id": 1,
@@ -68,6 +68,9 @@ def message(**fields) -> dict:
         "tweaks": None,
         "steps": None,
         "files": None,
+        "tags": None,
+        "note": None,
+        "corrected_answer": None,
     }
     return row | fields
 
@@ -110,7 +113,7 @@ STEPS_TEXT = (
     'does not exist","input":"SELECT 1","name":"run_sql","output":null,"status":"error"}]'
 )
 OTHER = message(
-    conversation_id="c-2",
+    conversation_id=2,
     conversation_title="Second chat",
     username="bob",
     message_id=3,
@@ -148,7 +151,7 @@ def test_export_columns_are_the_documented_list():
         "conversation_id", "conversation_title", "username", "message_id", "role", "version", "current",
         "content", "created_at", "status", "error", "latency_ms", "ttft_ms", "engine", "flow_id",
         "flow_name", "flow_version", "model", "run_id", "input_tokens", "output_tokens", "feedback_score",
-        "feedback_comment", "tweaks", "steps", "files",
+        "feedback_comment", "tweaks", "steps", "files", "tags", "note", "corrected_answer",
     ]  # fmt: skip
     assert export.JSON_COLUMNS == ("tweaks", "steps", "files")
 
@@ -236,14 +239,14 @@ def test_csv_round_trips_rows_and_columns(tmp_path):
 
     assert list(table.columns) == EXPORT_COLUMNS
     assert table.iloc[1].tolist() == [
-        "c-1", "Quarterly numbers", "alice", "2", "assistant", "1", "true", "Q3 sales were **1.2M**.",
+        "1", "Quarterly numbers", "alice", "2", "assistant", "1", "true", "Q3 sales were **1.2M**.",
         "2024-05-01T12:00:04.250000Z", "complete", "", "4250", "300", "langflow", "flow-9",
         "Notes RAG", "v7+", "gpt-4o-mini", "run-1", "12", "7", "1", "spot on",
-        '{"OpenAIModel-k9":{"temperature":0.2}}', STEPS_TEXT, "",
+        '{"OpenAIModel-k9":{"temperature":0.2}}', STEPS_TEXT, "", "", "", "",
     ]  # fmt: skip
     assert table.iloc[0]["files"] == (
         '[{"name":"q3.pdf","path":"flow-9/a1.pdf","size":1258291,"type":"application/pdf"}]')
-    assert table["conversation_id"].tolist() == ["c-1", "c-1", "c-2"]
+    assert table["conversation_id"].tolist() == ["1", "1", "2"]  # a number, unquoted (read back as text here)
 
 
 def test_csv_starts_with_a_bom_and_has_one_header_for_many_chunks(tmp_path):
@@ -282,7 +285,7 @@ def test_csv_quotes_text_so_an_empty_string_differs_from_a_missing_value(tmp_pat
 
     line = path.read_bytes().split(b"\r\n", 1)[1]
 
-    assert line.startswith(b'"c-1","say ""hi"", then\r\nleave","alice",1,"user",1,true,"",')
+    assert line.startswith(b'1,"say ""hi"", then\r\nleave","alice",1,"user",1,true,"",')
     assert read_csv(path).iloc[0][["content", "error"]].tolist() == ["", ""]
 
 
@@ -304,13 +307,13 @@ def test_xlsx_round_trips_rows_and_columns(tmp_path):
 
     assert rows[0] == EXPORT_COLUMNS
     assert rows[2] == [
-        "c-1", "Quarterly numbers", "alice", 2, "assistant", 1, True, "Q3 sales were **1.2M**.",
+        1, "Quarterly numbers", "alice", 2, "assistant", 1, True, "Q3 sales were **1.2M**.",
         dt.datetime(2024, 5, 1, 12, 0, 4, 250_000), "complete", None, 4250, 300, "langflow",
         "flow-9", "Notes RAG", "v7+", "gpt-4o-mini", "run-1", 12, 7, 1, "spot on",
-        '{"OpenAIModel-k9":{"temperature":0.2}}', STEPS_TEXT, None,
+        '{"OpenAIModel-k9":{"temperature":0.2}}', STEPS_TEXT, None, None, None, None,
     ]  # fmt: skip
-    assert rows[1][-1] == export.json_text(FILES)
-    assert [row[0] for row in rows] == ["conversation_id", "c-1", "c-1", "c-2"]
+    assert rows[1][EXPORT_COLUMNS.index("files")] == export.json_text(FILES)
+    assert [row[0] for row in rows] == ["conversation_id", 1, 1, 2]
 
 
 def test_xlsx_header_is_bold_and_frozen_with_sensible_widths(tmp_path):
@@ -479,14 +482,14 @@ def test_markdown_groups_messages_by_conversation_with_titles(tmp_path):
 
     assert path.read_text(encoding="utf-8") == (
         "# Quarterly numbers\n\n"
-        "alice · conversation c-1 · started 2024-05-01 12:00:00 UTC\n\n"
+        "alice · conversation 1 · started 2024-05-01 12:00:00 UTC\n\n"
         "**You** · 2024-05-01 12:00:00 UTC\n\n"
         "What were Q3 sales?\n\n"
         "**Assistant** · 2024-05-01 12:00:04 UTC · Notes RAG v7+ · gpt-4o-mini · complete\n\n"
         "Q3 sales were **1.2M**.\n\n"
         "Feedback: 👍 “spot on”\n\n"
         "\n# Second chat\n\n"
-        "bob · conversation c-2 · started 2024-05-02 12:00:00 UTC\n\n"
+        "bob · conversation 2 · started 2024-05-02 12:00:00 UTC\n\n"
         "**You** · 2024-05-02 12:00:00 UTC\n\n"
         "hello\n\n"
     )
@@ -582,7 +585,7 @@ def test_conversation_markdown_is_one_transcript():
     text = conversation_markdown("Renamed  title\n", messages)
 
     assert text.startswith(
-        "# Renamed title\n\nalice · conversation c-1 · started 2024-05-01 12:00:00 UTC\n\n"
+        "# Renamed title\n\nalice · conversation 1 · started 2024-05-01 12:00:00 UTC\n\n"
     )
     assert text.count("# ") == 1
     assert conversation_markdown("", []) == "# Untitled conversation\n"
@@ -672,7 +675,7 @@ def json_objects(text_strategy):
 def rows_of(text_strategy):
     row = st.fixed_dictionaries(
         {
-            "conversation_id": text_strategy,
+            "conversation_id": st.integers(min_value=0, max_value=2**53),
             "conversation_title": text_strategy,
             "username": text_strategy,
             "message_id": st.integers(min_value=0, max_value=2**53),
@@ -698,6 +701,9 @@ def rows_of(text_strategy):
             "tweaks": st.none() | st.dictionaries(text_strategy, json_values(text_strategy), min_size=1).map(json_text),
             "steps": st.none() | st.lists(json_objects(text_strategy), min_size=1, max_size=3).map(json_text),
             "files": st.none() | st.lists(json_objects(text_strategy), min_size=1, max_size=2).map(json_text),
+            "tags": st.none() | text_strategy,
+            "note": st.none() | text_strategy,
+            "corrected_answer": st.none() | text_strategy,
         }
     )
     return st.lists(row, min_size=1, max_size=4)
@@ -756,3 +762,11 @@ def test_no_csv_or_excel_cell_starts_with_a_formula_character(rows, tmp_path):
             assert cell.data_type != "f"
             if isinstance(cell.value, str):
                 assert excel_decoded(cell.value)[:1] not in set("=+-@\t\r")
+
+
+def test_markdown_shows_tags_a_note_and_the_corrected_answer():
+    answer = message(role="assistant", content="Run VACUUM FULL.", tags="billing; urgent", note="Too risky",
+                     corrected_answer="Run VACUUM.\nLater: FULL, at night.")
+    text = export.conversation_markdown("Vacuum", [answer])
+    assert "tags: billing; urgent" in text
+    assert "Note: Too risky\n\nShould have said:\n\n> Run VACUUM.\n> Later: FULL, at night." in text

@@ -223,7 +223,7 @@ def test_date_range_keeps_conversations_active_in_it(db, users, seeded, since, u
         ('"churn by region"', ["Churn dashboard"]),  # a phrase
         ('"region by churn"', []),
         ("vacuum forecast", []),  # forecast is only in bob's conversation
-        ("???", []),
+        ("???", ["Vacuum tips", "Churn dashboard", "Quarterly sales"]),  # no words: ignored, and said so
     ],
 )
 def test_search_uses_the_full_text_index(db, users, seeded, search, expected):
@@ -264,7 +264,7 @@ def test_search_count_is_exact_when_every_hit_was_read(db, users, vacuums):
 
 
 def test_search_with_more_hits_than_it_reads_counts_at_least_one_past_the_page(db, users, vacuums, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
 
     pages = [searched(db, users["root"], page) for page in range(4)]
 
@@ -275,14 +275,14 @@ def test_search_with_more_hits_than_it_reads_counts_at_least_one_past_the_page(d
 
 
 def test_search_that_walks_too_few_new_conversations_reads_every_hit(db, users, vacuums, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
-    monkeypatch.setattr(history, "_WALK", 2)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_WALK", 2)
 
     assert searched(db, users["root"], 0) == (vacuums[:3], 4)
 
 
 def test_search_in_another_order_counts_at_least_and_sorts_every_hit(db, users, vacuums, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
 
     shown, count = searched(db, users["root"], 0, sort="title")
 
@@ -302,7 +302,7 @@ def test_walk_reads_through_conversations_older_than_the_newest_messages(db, use
     monkeypatch.setattr(fulltext, "RECENT_MESSAGES", 3)  # Weather's two and the thanks
     with db.begin() as session:
         search = HistoryFilter(search="vacuum")
-        walk = history._Search(history._dialect(session), root, search, 0, 3, history._tuning()).walk
+        walk = history.page._Search(history.filters.dialect_of(session), root, search, 0, 3, history.page._tuning()).walk
         rows = session.execute(walk).all()
     assert [row.title for row in rows] == ["Old vacuum", "Vacuum 02", "Vacuum 01"]
 
@@ -317,7 +317,7 @@ def vacuum_all_day(db, users, clock) -> None:
 def test_search_with_its_first_hits_in_few_conversations_counts_every_one(
     db, users, vacuum_all_day, vacuums, monkeypatch
 ):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 4)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 4)
 
     assert searched(db, users["root"], 0) == (vacuums[:3], 13)
     assert searched(db, users["alice"], 0) == (["Vacuum all day"], 1)  # bob's hits are not alice's
@@ -370,16 +370,16 @@ def test_thumbs_follow_a_changed_rating_and_count_each_answer_once(db, users, se
 
 
 def test_errors_only_keeps_conversations_with_a_failed_answer(db, users, seeded):
-    assert titles(db, users["alice"], HistoryFilter(errors_only=True)) == ["Churn dashboard"]
-    assert titles(db, users["bob"], HistoryFilter(errors_only=True)) == []
+    assert titles(db, users["alice"], HistoryFilter(status="error")) == ["Churn dashboard"]
+    assert titles(db, users["bob"], HistoryFilter(status="error")) == []
 
 
 def test_errors_only_narrows_exports_and_usage_too(db, users, seeded):
     """Exporting or counting usage with 'Errors only' failed: the filter's messages were the query's own."""
-    alice, filters = users["alice"], HistoryFilter(errors_only=True)
+    alice, filters = users["alice"], HistoryFilter(status="error")
     assert export_frame(db, alice, filters)["conversation_title"].tolist() == ["Churn dashboard"] * 4
     with db.begin() as session:
-        assert history.count_export_rows(session, alice, HistoryFilter(errors_only=True, since=dt.date(2024, 5, 1))) == 4
+        assert history.count_export_rows(session, alice, HistoryFilter(status="error", since=dt.date(2024, 5, 1))) == 4
         assert (history.usage(session, alice, filters).answers, history.usage(session, alice, filters).errors) == (2, 1)
 
 
@@ -440,9 +440,9 @@ def test_version_options_are_the_flow_versions_the_actor_can_see(db, users, flow
 
 def test_version_filter_is_a_look_up_in_the_flow_version_index(db, users, flows):
     with db.begin() as session:
-        where = history._conversation_filters(history._dialect(session), users["alice"], HistoryFilter(version="Agent v7"))
+        where = history.filters.conversation_filters(history.filters.dialect_of(session), users["alice"], HistoryFilter(version="Agent v7"))
         query = select(Conversation.id).where(*where)
-        if history._dialect(session) == "sqlite":
+        if history.filters.dialect_of(session) == "sqlite":
             plan = " ".join(row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + compiled(session, query))))
         else:  # on a few rows PostgreSQL would rather read the table: ask whether the index serves
             session.execute(text("SET LOCAL enable_seqscan = off"))
@@ -462,7 +462,7 @@ def test_user_filter_narrows_an_admins_view(db, users, seeded):
 def test_filters_combine(db, users, seeded):
     filters = HistoryFilter(since=dt.date(2024, 5, 2), feedback="down", engine="flow-9", search="north")
     assert titles(db, users["alice"], filters) == ["Churn dashboard"]
-    assert titles(db, users["alice"], HistoryFilter(errors_only=True, feedback="up")) == []
+    assert titles(db, users["alice"], HistoryFilter(status="error", feedback="up")) == []
 
 
 def test_engines_lists_the_actors_engines_and_flows(db, users, seeded):
@@ -542,7 +542,7 @@ def test_admin_reading_another_users_transcript_is_audited(db, users, seeded):
         history.transcript(session, users["bob"], seeded["bob"])
     with db.begin() as session:
         entries = [entry[1:] for entry in store.list_audit(session, root)]
-    assert entries == [("root", "view", f"conversation {seeded['bob']}")]
+    assert entries == [("root", "view", f"conversation {seeded['bob']} “Forecast for bob” of bob")]
 
 
 # -- export ------------------------------------------------------------------------------
@@ -557,9 +557,7 @@ def export_frame(db, actor, filters=EVERYTHING, **kwargs) -> pd.DataFrame:
 def test_export_frames_have_the_export_columns_in_conversation_then_message_order(db, users, seeded):
     frame = export_frame(db, users["alice"])
     assert list(frame.columns) == EXPORT_COLUMNS
-    assert frame["conversation_id"].tolist() == [str(seeded["sales"])] * 2 + [str(seeded["churn"])] * 4 + [
-        str(seeded["vacuum"])
-    ] * 2
+    assert frame["conversation_id"].tolist() == [seeded["sales"]] * 2 + [seeded["churn"]] * 4 + [seeded["vacuum"]] * 2
     assert frame["message_id"].is_monotonic_increasing
     assert set(frame["username"]) == {"alice"}
 
@@ -568,13 +566,14 @@ def test_export_row_carries_message_details_and_owner_feedback(db, users, seeded
     frame = export_frame(db, users["alice"], HistoryFilter(search="north"))
     answer = {name: None if pd.isna(value) else value for name, value in frame.iloc[3].items()}
     assert answer | {"message_id": 0} == {
-        "conversation_id": str(seeded["churn"]), "conversation_title": "Churn dashboard",
+        "conversation_id": seeded["churn"], "conversation_title": "Churn dashboard",
         "username": "alice", "message_id": 0, "role": "assistant", "version": 1, "current": True,
         "content": "Churn is 4% in the north.",
         "created_at": pd.Timestamp("2024-05-03 09:03", tz="UTC"), "status": "complete", "error": None,
         "latency_ms": 3000, "ttft_ms": 300, "engine": "langflow", "flow_id": "flow-9", "flow_name": None,
         "flow_version": None, "model": None, "run_id": None, "input_tokens": None, "output_tokens": None,
         "feedback_score": 0, "feedback_comment": "wrong region", "tweaks": None, "steps": None, "files": None,
+        "tags": None, "note": None, "corrected_answer": None,
     }
 
 
@@ -754,12 +753,12 @@ def test_every_history_function_gives_another_users_data_as_nothing(db, users, s
 def test_filter_round_trips_through_query_params():
     filters = HistoryFilter(
         since=dt.date(2024, 5, 1), until=dt.date(2024, 5, 31), search="churn", feedback="up",
-        errors_only=True, engine="flow-9", version="Notes RAG v7+", user="bob", deleted=True, sort="title",
+        status="error", engine="flow-9", version="Notes RAG v7+", user="bob", deleted=True, sort="title",
     )
     params = filters.to_query_params()
     assert params == {
         "history_from": "2024-05-01", "history_to": "2024-05-31", "history_search": "churn",
-        "history_feedback": "👍", "history_errors": "true", "history_engine": "flow-9",
+        "history_feedback": "👍", "history_status": "Failed", "history_engine": "flow-9",
         "history_version": "Notes RAG v7+", "history_user": "bob", "history_deleted": "true", "history_sort": "Title",
     }
     assert HistoryFilter.from_query_params(params) == filters
@@ -773,7 +772,7 @@ def test_default_filter_has_no_query_params():
 def test_query_params_that_do_not_parse_are_left_at_their_defaults():
     params = {"history_from": "yesterday", "history_feedback": "meh", "history_sort": "size",
               "history_search": ["old", "new"], "history_errors": "TRUE", "history_version": "v7", "other": "x"}
-    assert HistoryFilter.from_query_params(params) == HistoryFilter(search="new", errors_only=True)
+    assert HistoryFilter.from_query_params(params) == HistoryFilter(search="new", status="error")
     assert HistoryFilter.from_query_params({"history_feedback": "down"}).feedback == "down"
 
 
@@ -801,8 +800,10 @@ def test_filter_describes_itself_for_the_audit_log():
     assert HistoryFilter(version="Notes RAG v7", user="bob").describe() == "version=Notes RAG v7, user=bob"
 
 
-def test_search_terms_are_words_and_quoted_phrases():
-    assert fulltext.search_terms('churn "by  region" Q3? -x ??') == ["churn", "by region", "Q3", "x"]
+def test_search_terms_are_words_quoted_phrases_and_exclusions():
+    query = HistoryFilter(search='churn "by  region" Q3? -x ??').query
+    assert query.groups == ((fulltext.Term("churn"), fulltext.Term("by region"), fulltext.Term("Q3")),)
+    assert query.excluded == (fulltext.Term("x"),)
 
 
 def test_feedback_counters_migration_counts_the_ratings_already_given(engine, db, users, seeded):
@@ -817,4 +818,4 @@ def test_feedback_counters_migration_counts_the_ratings_already_given(engine, db
 def test_history_indexes_migration_goes_down_and_up(engine, db, users, seeded):
     database.downgrade(engine, "0002")
     database.migrate(engine)
-    assert titles(db, users["alice"], HistoryFilter(errors_only=True, search="churn")) == ["Churn dashboard"]
+    assert titles(db, users["alice"], HistoryFilter(status="error", search="churn")) == ["Churn dashboard"]

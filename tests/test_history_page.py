@@ -15,7 +15,7 @@ from tests.apps import shown, visible
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
 MAY = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
-FORMATS = ["CSV", "Excel", "JSON", "Markdown", "Parquet"]
+FORMATS = ["CSV", "Excel", "JSON", "Markdown", "Parquet", "Evaluation JSONL", "Evaluation CSV"]
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_analyst_sees_only_own_conversations_without_an_owner_column(users, chat
     assert table(at) == ["Churn dashboard", "Quarterly sales"]
     assert "2 conversations match" in captions(at)
     assert shown_columns(at) == ["title", "started", "last_activity", "messages", "thumbs_up", "thumbs_down",
-                                 "last_status", "engine", "flow_version"]
+                                 "last_status", "engine", "flow_version", "tags"]
     assert "history_user" not in [w.key for w in at.selectbox]
 
 
@@ -112,7 +112,7 @@ def test_admin_sees_everyone_with_the_owner_column(users, chats):
 def test_filters_are_read_from_the_query_string(users, chats):
     at = open_page(users["root"], history_search="sales", history_feedback="👍", history_user="alice")
     assert table(at) == ["Quarterly sales"]
-    assert "1 conversations match" in captions(at)
+    assert "1 conversation matches" in captions(at)
     assert at.text_input(key="history_search").value == "sales"
     assert at.selectbox(key="history_feedback").value == "up"
     assert at.selectbox(key="history_user").value == "alice"
@@ -135,7 +135,7 @@ def test_typing_a_search_filters_the_table(users, chats):
     at.text_input(key="history_search").input("region")
     rerun(at)
     assert table(at) == ["Churn dashboard"]
-    assert "1 conversations match" in captions(at)
+    assert "1 conversation matches" in captions(at)
 
 
 def test_dates_the_wrong_way_round_are_explained(users, chats):
@@ -184,7 +184,7 @@ def test_a_retried_answer_shows_both_versions_in_the_transcript(page_db, users, 
             store.update_answer(session, alice, answer.id, content=text, status=status, error="timed out")
     at = open_page(alice)
     at = select_row(at, table(at).index("Retried"))
-    details = [c for c in captions(at) if "version" in c]
+    details = [c for c in captions(at) if "· version" in c]
     assert [d.rsplit(" · ", 2)[-2:] for d in details] == [
         ["error", "version 1 (replaced by a later one)"], ["complete", "version 2"]]
 
@@ -242,7 +242,7 @@ def test_the_transcript_shows_what_answered_the_steps_and_the_files(users, versi
     at = select_row(at, table(at).index("Agent churn"))
     assert "2024-05-06 09:00:00 UTC · Notes RAG v7 · gpt-4o-mini · 1.2 s · complete" in captions(at)
     assert "Attached: q3.pdf (12 KB)" in captions(at)
-    assert [e.label for e in at.expander] == ["2 steps"]
+    assert [e.label for e in at.expander if not e.label.startswith("Filters")] == ["2 steps"]
 
 
 def test_analyst_deletes_a_conversation_after_confirming(page_db, users, chats):
@@ -272,7 +272,8 @@ def test_admin_purges_a_deleted_conversation(page_db, users, chats):
     assert table(at) == []
     with page_db.begin() as session:
         assert [entry[2:] for entry in store.list_audit(session, users["root"])] == [
-            ("purge", f"conversation {chats['bob']}"), ("view", f"conversation {chats['bob']}")]
+            ("purge", f"conversation {chats['bob']} “Forecast” of bob"),
+            ("view", f"conversation {chats['bob']} “Forecast” of bob")]
 
 
 def test_paging_goes_forward_and_back(page_db, users, chats):
@@ -293,7 +294,7 @@ def test_paging_goes_forward_and_back(page_db, users, chats):
 
 
 def test_a_search_with_more_hits_than_it_reads_says_at_least_how_many_match(page_db, users, chats, monkeypatch):
-    monkeypatch.setattr(history, "_COUNTED_HITS", 2)
+    monkeypatch.setattr(history.page, "_COUNTED_HITS", 2)
     with page_db.begin() as session:
         for n in range(104):
             conversation = store.create_conversation(session, users["bob"], title=f"Vacuum {n:03d}")
@@ -328,7 +329,8 @@ def test_admin_audit_log_shows_who_read_what(users, chats):
     at = select_row(open_page(users["root"]), 1)  # bob's
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     [audit] = [d.value for d in open_page(users["root"], history_tab="Audit log").dataframe]
-    assert audit[["Admin", "Action", "What"]].values.tolist() == [["root", "view", f"conversation {chats['bob']}"]]
+    assert audit[["Admin", "Action", "What"]].values.tolist() == [
+        ["root", "view", f"conversation {chats['bob']} “Forecast” of bob"]]
 
 
 def test_analysts_have_no_audit_log_tab(users, chats):
@@ -367,3 +369,95 @@ def test_query_values_carried_through_the_login_are_a_few_kb_at_most():
     params = ui.bounded_params({"history_search": "x" * 1_000_000, "history_sort": "Title"})
     assert params == {"history_search": "x" * ui.MAX_PARAM_CHARS, "history_sort": "Title"}
     assert history.MAX_SEARCH_CHARS < ui.MAX_PARAM_CHARS <= 4 * 1024  # the page still sees a cut search
+
+
+# -- the workbench (issue #16) -------------------------------------------------------------
+
+
+def test_a_field_filter_typed_in_the_box_moves_to_its_widget(users, chats):
+    at = open_page(users["alice"], history_search="fb:up sales")
+    assert at.text_input(key="history_search").value == "sales"
+    assert at.selectbox(key="history_feedback").value == "up"
+    assert table(at) == ["Quarterly sales"]
+    assert "Searched for sales" in captions(at)
+
+
+def test_a_stray_quote_is_ignored_and_said(users, chats):
+    at = open_page(users["alice"], history_search='"sales')
+    assert table(at) == ["Quarterly sales"]
+    assert "Searched for sales; ignored the stray quote" in captions(at)
+
+
+def test_nothing_matching_says_what_was_searched_and_offers_no_downloads(users, chats):
+    at = open_page(users["alice"], history_search="vac* -vacuum")
+    assert [shown(i.value) for i in at.info] == ["No conversations match vac*, -vacuum"]
+    assert at.download_button.len == 0
+    assert "0 conversations match" in captions(at)
+
+
+def test_clear_filters_empties_the_box_and_the_widgets(users, chats):
+    at = open_page(users["alice"], history_search="sales", history_feedback="👍")
+    at.button(key="history_clear_top").click()
+    rerun(at)
+    assert at.text_input(key="history_search").value == ""
+    assert at.selectbox(key="history_feedback").value == "any"
+    assert table(at) == ["Churn dashboard", "Quarterly sales"]
+
+
+def test_an_analyst_tags_a_conversation_and_notes_an_answer(page_db, users, chats):
+    at = select_row(open_page(users["alice"]), 1)  # Quarterly sales
+    at.multiselect(key=f"history_chat_tags_{chats['sales']}").set_value(["billing", "q3"])
+    rerun(at)
+    at.text_area(key=f"history_note_{answer_of(page_db, users['alice'], chats['sales'])}").set_value("Round it")
+    fix_key = f"history_fix_{answer_of(page_db, users['alice'], chats['sales'])}"
+    at.text_area(key=fix_key).set_value("About 1.2 million.")
+    at.button[[b.label for b in at.button].index("Save note")].click()
+    rerun(at)
+    assert any("Note: Round it" in shown(i.value) for i in at.info)
+    assert any("Should have said: About 1.2 million." in shown(s.value) for s in at.success)
+    with page_db.begin() as session:
+        assert history.tags.tags_of(session, users["alice"], [chats["sales"]]) == {chats["sales"]: ["billing", "q3"]}
+    at = open_page(users["alice"], history_search="tag:billing")
+    assert table(at) == ["Quarterly sales"] and at.multiselect(key="history_tags").value == ["billing"]
+
+
+def answer_of(page_db, actor, conversation_id) -> int:
+    with page_db.begin() as session:
+        return [m.id for m in store.list_messages(session, actor, conversation_id) if m.role == "assistant"][0]
+
+
+def test_a_saved_view_opens_from_its_link_for_another_analyst_when_shared(page_db, users, chats):
+    at = open_page(users["alice"], history_search="sales", history_feedback="👍")
+    at.text_input(key="history_view_name").set_value("Good sales")
+    at.checkbox(key="history_view_shared").check()
+    at.button(key="history_view_save").click()
+    rerun(at)
+    view_id = at.query_params["view"]
+    view_id = view_id[-1] if isinstance(view_id, list) else view_id
+    again = open_page(users["alice"], view=view_id)
+    assert again.text_input(key="history_search").value == "sales"
+    assert again.selectbox(key="history_feedback").value == "up" and table(again) == ["Quarterly sales"]
+    bob = open_page(users["bob"], view=view_id)
+    assert [b.label for b in bob.button if b.key.startswith("history_view_")][:1] == ["Good sales \\(shared by alice\\)"]
+    assert table(bob) == []  # bob's own conversations, through alice's filters
+
+
+def test_a_private_view_does_not_open_for_another_analyst(page_db, users, chats):
+    with page_db.begin() as session:
+        view = history.views.save_view(session, users["alice"], "Mine", history.HistoryFilter(search="sales"))
+    at = open_page(users["bob"], view=str(view.id))
+    assert [shown(e.value) for e in at.error] == ["Opening the saved view failed. This saved view does not exist or is private."]
+
+
+def test_an_admin_renames_a_tag_for_everyone(page_db, users, chats):
+    with page_db.begin() as session:
+        history.tags.set_tags(session, users["alice"], chats["sales"], ["billing"])
+        history.tags.set_tags(session, users["bob"], chats["bob"], ["invoices"])
+    at = open_page(users["root"], history_tab="Audit log")
+    at.selectbox(key="history_tag_old").select("billing")
+    at.text_input(key="history_tag_new").set_value("invoices")
+    at.button[[b.label for b in at.button].index("Rename")].click()
+    rerun(at)
+    with page_db.begin() as session:
+        assert history.tags.vocabulary(session, users["root"]) == ["invoices"]
+    assert table(open_page(users["root"], history_search="tag:invoices")) == ["Forecast", "Quarterly sales"]

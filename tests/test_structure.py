@@ -17,7 +17,7 @@ def test_pages_contain_no_sql_and_no_http():
 
 
 def test_chatbot_modules_do_not_import_streamlit():
-    for module in (ROOT / "chatbot").glob("*.py"):
+    for module in (ROOT / "chatbot").rglob("*.py"):
         if module.name in STREAMLIT_ALLOWED:
             continue
         assert not re.search(r"^\s*(import|from) streamlit", module.read_text(), re.MULTILINE), module
@@ -33,3 +33,29 @@ def test_outside_text_reaches_html_only_through_the_sanitizer():
             assert re.search(r"st\.markdown\((safe|live)_html\(.*\), unsafe_allow_html=True\)", line), line
         if "unsafe_allow_javascript" in line:  # only the app's own script file, whose hash the CSP allows
             assert re.search(r"st\.html\(f\"<script>\{CLOSE_SIDEBAR\}</script>.*\{int\(nonce\)\}.*unsafe_allow_javascript=True\)", line), line
+
+
+def test_the_ownership_rule_is_written_once():
+    """Only store.visible_to and store.owned_by compare a conversation's owner with the actor: every
+    query asks them, so no query can forget the rule or spell it differently."""
+    spelled = re.compile(r"(?<!SavedView)\.owner_id\s*==\s*actor\.id|actor\.id\s*==\s*Conversation\.owner_id")
+    sources = [*(ROOT / "chatbot").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]
+    found = {f"{path.relative_to(ROOT)}:{n}" for path in sources
+             for n, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)}
+    store_lines = (ROOT / "chatbot" / "store.py").read_text().splitlines()
+    rule = {f"chatbot/store.py:{n}" for n, line in enumerate(store_lines, 1) if spelled.search(line)}
+    assert found == rule and len(rule) == 2, found
+    assert "def visible_to(actor: Actor)" in "\n".join(store_lines)
+
+
+def test_history_is_a_package_of_nouns():
+    modules = {path.stem for path in (ROOT / "chatbot" / "history").glob("*.py")}
+    assert {"filters", "page", "transcript", "exports", "usage"} <= modules
+
+
+def test_the_dataframe_download_button_is_off():
+    """st.dataframe's own CSV download would bypass the export's role checks and audit log."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["disableDataExport"] is True

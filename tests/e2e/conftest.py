@@ -479,9 +479,14 @@ def search_history(page: Page, text: str) -> None:
 
 
 def download(page: Page, label: str, folder: Path) -> Path:
-    """Click a download button and save what it sends under ``folder``."""
+    """Click a download button (opening the Download menu first when it is in there) and save
+    what it sends under ``folder``."""
+    button = page.get_by_role("button", name=label, exact=True)
+    if not button.is_visible():
+        page.get_by_role("button", name=re.compile(r"Download [\d,]+ messages")).click()
+        expect(button).to_be_visible()
     with page.expect_download() as started:
-        page.get_by_role("button", name=label, exact=True).click()
+        button.click()
     target = folder / started.value.suggested_filename
     started.value.save_as(target)
     return target

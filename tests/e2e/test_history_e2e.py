@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from tests.e2e.conftest import (
     screenshot,
     search_history,
     select_row,
+    settle,
+    sidebar,
     start_app,
     table_rows,
     table_titles,
@@ -74,7 +77,7 @@ def test_thumbs_down_with_a_comment_is_shown_on_history(alice: Page):
 
     open_history(page)
     search_history(page, "CUPED")
-    expect(page.get_by_text("1 conversations match")).to_be_visible()
+    expect(page.get_by_text("1 conversation matches")).to_be_visible()
     table_titles(page, [question])
     row = table_rows(page)[0]
     assert (row["👍"], row["👎"]) == ("0", "1"), row
@@ -92,11 +95,11 @@ def test_search_opens_a_transcript_and_every_download_holds_the_conversation(ali
     assert QUESTION in titles and FORMULA in titles, titles  # issue #3: chatted, so listed
 
     search_history(page, "running total")
-    expect(page.get_by_text("1 conversations match")).to_be_visible()
+    expect(page.get_by_text("1 conversation matches")).to_be_visible()
     table_titles(page, [QUESTION])
     select_row(page, 0)
     expect(page.get_by_test_id("stMainBlockContainer")).to_contain_text(ANSWER_SOURCE)
-    screenshot(page, "history", top=page.get_by_text("1 conversations match"))
+    screenshot(page, "history", top=page.get_by_text("1 conversation matches"))
     markdown = download(page, "Transcript (Markdown)", tmp_path).read_text()
     assert QUESTION in markdown and ANSWER_SOURCE in markdown
     transcript = json.loads(download(page, "Transcript (JSON)", tmp_path).read_text())
@@ -190,3 +193,95 @@ def test_a_bookmark_of_history_opens_it_as_a_fresh_servers_first_page(browser: B
     finally:
         context.close()
         server.stop()
+
+
+# -- issue #16: the analyst's workbench, as "Checked by" says ---------------------------------
+
+KEPT = "How do I vacuum a bloated billing table?"  # tagged billing, 👎, noted: the evaluation set
+REFUND = "Does vacuum slow the refund report?"  # tagged billing, but it mentions refund
+PRIVATE_TAG = "vip-escalation"  # alice's, on a conversation bob cannot see
+NOTE = "Skip VACUUM FULL by day: it locks the table."
+CORRECTED = "Run plain VACUUM (or let autovacuum do it); VACUUM FULL only in a maintenance window."
+VIEW = "Billing vacuum"
+
+
+def tag_open_conversation(page: Page, *tags: str) -> None:
+    """Type tags into the open transcript's Tags box, Enter after each (a new tag is accepted)."""
+    box = page.locator("[class*='st-key-history_chat_tags_'] input").first
+    for tag in tags:
+        box.click()
+        box.fill(tag)
+        box.press("Enter")
+        settle(page)
+    page.keyboard.press("Escape")
+    for tag in tags:
+        expect(page.locator("[class*='st-key-history_chat_tags_']").first).to_contain_text(tag)
+
+
+def select_title(page: Page, title: str) -> None:
+    search_history(page, f'"{title}"')
+    table_titles(page, [title])
+    select_row(page, 0)
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+
+
+def test_checked_by_tag_annotate_search_save_reopen_and_export_the_evaluation_set(
+    browser: Browser, app_server: AppServer, tmp_path: Path
+):
+    with logged_in(browser, app_server, "alice") as page:
+        for question in (REFUND, KEPT):
+            new_chat(page)
+            answer = ask(page, question)
+        answer.get_by_role("radio", name="Thumbs down").click()  # on the kept one's answer
+        expect(page.get_by_text("Thanks, feedback saved.")).to_be_visible()
+
+        open_history(page)
+        select_title(page, KEPT)
+        tag_open_conversation(page, "billing")
+        page.get_by_role("button", name="Add a note").first.click()
+        page.get_by_label("Note", exact=True).fill(NOTE)
+        page.get_by_label("Corrected answer (what it should have said)").fill(CORRECTED)
+        page.get_by_role("button", name="Save note").click()
+        settle(page)
+        expect(page.get_by_text(f"Should have said: {CORRECTED}")).to_be_visible()
+        select_title(page, REFUND)
+        tag_open_conversation(page, "billing", PRIVATE_TAG)
+
+        search_history(page, "tag:billing -refund vac*")
+        expect(page.get_by_label("Search messages")).to_have_value("vac* -refund")  # the tag moved to its filter
+        table_titles(page, [KEPT])
+        page.get_by_role("button", name="Save this view").click()
+        page.get_by_label("Name").fill(VIEW)
+        page.get_by_test_id("stPopoverBody").get_by_text("Share with everyone").click()
+        expect(page.get_by_role("checkbox", name="Share with everyone")).to_be_checked()
+        page.get_by_role("button", name="Save", exact=True).click()
+        settle(page)
+        expect(page).to_have_url(re.compile(r"[?&]view=\d+"))
+        view_url = page.url
+
+    second = new_context(browser)  # a second browser: nothing shared but the link
+    try:
+        page = second.new_page()
+        login(page, "alice", base_url=view_url)
+        table_titles(page, [KEPT])
+        expect(page.get_by_label("Search messages")).to_have_value("vac* -refund")
+        records = [json.loads(line) for line in download(page, "Evaluation JSONL", tmp_path).read_text().splitlines()]
+        assert [(r["question"], r["note"], r["corrected_answer"], r["feedback_score"], r["tags"]) for r in records] == [
+            (KEPT, NOTE, CORRECTED, 0, ["billing"])]
+        assert "postgres-vacuum" in records[0]["answer"] or records[0]["answer"]
+    finally:
+        second.close()
+
+    with logged_in(browser, app_server, "bob") as page:
+        open_history(page)
+        shared = sidebar(page).get_by_role("button", name=f"{VIEW} (shared by alice)")
+        expect(shared).to_be_visible()
+        page.get_by_text("Filters").first.click()  # bob's tag suggestions: only his own conversations'
+        page.locator(".st-key-history_tags input").click()
+        expect(page.get_by_role("option", name=PRIVATE_TAG)).to_have_count(0)
+        page.keyboard.press("Escape")
+        shared.click()
+        settle(page)
+        expect(page.get_by_text("0 conversations match")).to_be_visible()
+        assert PRIVATE_TAG not in page.inner_text("body")
+        assert KEPT not in page.inner_text("body") and REFUND not in page.inner_text("body")

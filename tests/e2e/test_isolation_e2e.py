@@ -98,7 +98,7 @@ def test_admin_sees_both_analysts_and_the_usage_charts(chats, page: Page, app_se
     open_history(page)
     for user, ticket in TICKETS.items():
         search_history(page, ticket)
-        expect(page.get_by_text("1 conversations match")).to_be_visible()
+        expect(page.get_by_text("1 conversation matches")).to_be_visible()
         table_titles(page, [QUESTIONS[user]])
         assert [row["Owner"] for row in table_rows(page)] == [user]
 
