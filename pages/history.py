@@ -227,6 +227,18 @@ def save_view() -> None:
     st.toast(f"Saved the view “{view.name}”" + (", shared with everyone." if view.shared else "."))
 
 
+def delete_view(view_id: int) -> None:
+    try:
+        with db.begin() as session:
+            views.delete_view(session, actor, view_id)
+    except ChatbotError as exc:
+        st.session_state["history_view_error"] = exc
+        return
+    st.query_params.pop("view", None)
+    st.session_state.pop("history_view_filters", None)
+    st.toast("View deleted.")
+
+
 def open_view(view_id: int) -> None:
     st.query_params["view"] = str(view_id)
     st.session_state.pop("history_view_open", None)
@@ -244,6 +256,10 @@ with st.sidebar:
         st.checkbox("Share with everyone", key="history_view_shared",
                     help="Others see the view's name and filters; each sees only the conversations they may read.")
         st.button("Save", key="history_view_save", on_click=save_view, type="primary")
+    opened = next((v for v in saved_views if str(v.id) == st.query_params.get("view") and v.owner == actor.username), None)
+    if opened is not None:
+        st.button(f"Delete “{ui.plain_text(opened.name)}”", key="history_view_delete", on_click=delete_view,
+                  args=(opened.id,), icon=":material/bookmark_remove:", width="stretch")
     if (failed := st.session_state.pop("history_view_error", None)) is not None:
         ui.show_error(failed, doing="saving the view")
 
