@@ -106,8 +106,8 @@ def take_the_search_apart() -> None:
     if parsed.ignored:
         st.session_state["history_ignored"] = (str(parsed.query), parsed.ignored)
     moved = dict(parsed.fields)
-    if not moved and str(parsed.query) == typed:
-        return
+    if not moved and str(parsed.query) == typed or len(str(parsed.query)) > history.MAX_SEARCH_CHARS:
+        return  # canonical already; or its quotes would not fit the box (the filter reads it the same)
     if "user" in moved and not actor.is_admin:
         del moved["user"]
         st.session_state["history_ignored"] = (str(parsed.query), (*parsed.ignored, "user: (only admins pick a user)"))
@@ -162,7 +162,8 @@ if len(linked_search) > history.MAX_SEARCH_CHARS:
 elif len(search) >= history.MAX_SEARCH_CHARS:  # the browser cuts a longer paste without a word
     st.warning(f"A search holds at most {history.MAX_SEARCH_CHARS:,} characters: the rest was cut.",
                icon=":material/content_cut:")
-if parse(search).fields or str(parse(search).query) != search[:history.MAX_SEARCH_CHARS]:
+canonical = parse(search)
+if (canonical.fields or str(canonical.query) != search) and len(str(canonical.query)) <= history.MAX_SEARCH_CHARS:
     st.rerun()  # a link's search seeds the box on the first run; the next one takes it apart (above)
 chosen = sum(st.session_state.get(k) not in (None, "", [], False, "any", "updated") for k in WIDGET_DEFAULTS
              if k != "history_search")
