@@ -106,8 +106,8 @@ def take_the_search_apart() -> None:
     if parsed.ignored:
         st.session_state["history_ignored"] = (str(parsed.query), parsed.ignored)
     moved = dict(parsed.fields)
-    if not moved and str(parsed.query) == typed:
-        return
+    if not moved and str(parsed.query) == typed or len(str(parsed.query)) > history.MAX_SEARCH_CHARS:
+        return  # canonical already; or its quotes would not fit the box (the filter reads it the same)
     if "user" in moved and not actor.is_admin:
         del moved["user"]
         st.session_state["history_ignored"] = (str(parsed.query), (*parsed.ignored, "user: (only admins pick a user)"))
@@ -162,7 +162,8 @@ if len(linked_search) > history.MAX_SEARCH_CHARS:
 elif len(search) >= history.MAX_SEARCH_CHARS:  # the browser cuts a longer paste without a word
     st.warning(f"A search holds at most {history.MAX_SEARCH_CHARS:,} characters: the rest was cut.",
                icon=":material/content_cut:")
-if parse(search).fields or str(parse(search).query) != search[:history.MAX_SEARCH_CHARS]:
+canonical = parse(search)
+if (canonical.fields or str(canonical.query) != search) and len(str(canonical.query)) <= history.MAX_SEARCH_CHARS:
     st.rerun()  # a link's search seeds the box on the first run; the next one takes it apart (above)
 chosen = sum(st.session_state.get(k) not in (None, "", [], False, "any", "updated") for k in WIDGET_DEFAULTS
              if k != "history_search")
@@ -227,6 +228,18 @@ def save_view() -> None:
     st.toast(f"Saved the view “{view.name}”" + (", shared with everyone." if view.shared else "."))
 
 
+def delete_view(view_id: int) -> None:
+    try:
+        with db.begin() as session:
+            views.delete_view(session, actor, view_id)
+    except ChatbotError as exc:
+        st.session_state["history_view_error"] = exc
+        return
+    st.query_params.pop("view", None)
+    st.session_state.pop("history_view_filters", None)
+    st.toast("View deleted.")
+
+
 def open_view(view_id: int) -> None:
     st.query_params["view"] = str(view_id)
     st.session_state.pop("history_view_open", None)
@@ -244,6 +257,10 @@ with st.sidebar:
         st.checkbox("Share with everyone", key="history_view_shared",
                     help="Others see the view's name and filters; each sees only the conversations they may read.")
         st.button("Save", key="history_view_save", on_click=save_view, type="primary")
+    opened = next((v for v in saved_views if str(v.id) == st.query_params.get("view") and v.owner == actor.username), None)
+    if opened is not None:
+        st.button(f"Delete “{ui.plain_text(opened.name)}”", key="history_view_delete", on_click=delete_view,
+                  args=(opened.id,), icon=":material/bookmark_remove:", width="stretch")
     if (failed := st.session_state.pop("history_view_error", None)) is not None:
         ui.show_error(failed, doing="saving the view")
 

@@ -461,3 +461,24 @@ def test_an_admin_renames_a_tag_for_everyone(page_db, users, chats):
     with page_db.begin() as session:
         assert history.tags.vocabulary(session, users["root"]) == ["invoices"]
     assert table(open_page(users["root"], history_search="tag:invoices")) == ["Forecast", "Quarterly sales"]
+
+
+def test_an_analyst_deletes_their_open_view(page_db, users, chats):
+    with page_db.begin() as session:
+        view = history.views.save_view(session, users["alice"], "Old", history.HistoryFilter(search="sales"))
+    at = open_page(users["alice"], view=str(view.id))
+    at.button(key="history_view_delete").click()
+    rerun(at)
+    with page_db.begin() as session:
+        assert history.views.list_views(session, users["alice"]) == []
+    assert "view" not in at.query_params
+    assert [b.key for b in open_page(users["bob"]).button if b.key == "history_view_delete"] == []
+
+
+def test_a_search_whose_canonical_form_would_not_fit_the_box_is_left_as_typed(users, chats):
+    words = [f"x{i},y" for i in range(84)]  # each reads as the phrase "x1 y": two quotes longer
+    typed = " ".join(words)
+    assert len(typed) <= history.MAX_SEARCH_CHARS < len(history.HistoryFilter(search=typed).search)
+    at = open_page(users["alice"], history_search=typed)
+    assert at.text_input(key="history_search").value == typed
+    assert table(at) == []

@@ -24,6 +24,9 @@ def test_any_text_parses_and_round_trips_through_the_url(text):
     assert again == filters
     assert HistoryFilter(search=filters.search) == HistoryFilter(search=filters.search, tags=())  # canonical is stable
     assert parse(filters.search).query == filters.query
+    # The page reruns until the box holds the canonical search: it must be a fixed point.
+    again = parse(filters.search)
+    assert (str(again.query), again.fields, again.ignored) == (filters.search, {}, ())
 
 
 def test_words_phrases_prefixes_exclusions_and_or():

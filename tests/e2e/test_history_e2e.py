@@ -285,3 +285,23 @@ def test_checked_by_tag_annotate_search_save_reopen_and_export_the_evaluation_se
         expect(page.get_by_text("0 conversations match")).to_be_visible()
         assert PRIVATE_TAG not in page.inner_text("body")
         assert KEPT not in page.inner_text("body") and REFUND not in page.inner_text("body")
+
+
+def test_on_a_phone_the_filters_fold_and_the_downloads_are_one_menu(browser: Browser, app_server: AppServer,
+                                                                     alice: Page):
+    """390 px wide: the search and the table come first; the filters are one folded expander and the
+    seven downloads one button."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True)
+    try:
+        page = context.new_page()
+        login(page, "alice", base_url=f"{app_server.base_url}/history")
+        expect(page.get_by_label("Search messages")).to_be_visible()
+        expect(page.get_by_text("Filters", exact=True)).to_be_visible()
+        expect(page.get_by_label("From (UTC)", exact=True)).to_be_hidden()
+        expect(page.get_by_role("button", name=re.compile(r"Download [\d,]+ messages"))).to_be_visible()
+        for label in FORMATS:
+            expect(page.get_by_role("button", name=label, exact=True)).to_be_hidden()
+        page.get_by_text("Filters", exact=True).click()
+        expect(page.get_by_label("From (UTC)", exact=True)).to_be_visible()
+    finally:
+        context.close()
