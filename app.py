@@ -88,5 +88,5 @@ open_page_asked_for(page, pages)
 with st.sidebar:
     st.caption(f"Signed in as **{ui.plain_text(actor.name)}** ({actor.role})")
     auth.logout_button(settings)
-    ui.rerun_on_reconnect()
+ui.rerun_on_reconnect()  # in the main area: no script in the sidebar, where titles are shown
 page.run()

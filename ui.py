@@ -230,7 +230,7 @@ def rerun_on_reconnect() -> None:
     streaming answer frozen, a login form the new server does not know) until the next click.
     The login cookie component's reruns used to hide that; now a script watching Streamlit's
     connection state clicks this hidden button once connected again (allowed by its hash in
-    the security policy, like close_sidebar_on_mobile's).
+    the security policy, like close_sidebar_on_mobile's, and like it kept out of the sidebar).
     """
     with st.container(key="app_reconnect"):  # hidden (app.css)
         st.button("Reconnected", key="app_reconnect_rerun")
