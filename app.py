@@ -54,6 +54,7 @@ def open_page_asked_for(current, pages) -> None:
 def stop() -> None:
     """End this run without showing a page. st.navigation must still be called: without it
     Streamlit falls back to serving pages/ directly, which would bypass the login gate."""
+    ui.rerun_on_reconnect()  # last on the page: a form's button stays the first
     st.navigation(PAGES, position="hidden")
     st.stop()
 
@@ -87,4 +88,5 @@ open_page_asked_for(page, pages)
 with st.sidebar:
     st.caption(f"Signed in as **{ui.plain_text(actor.name)}** ({actor.role})")
     auth.logout_button(settings)
+ui.rerun_on_reconnect()  # in the main area: no script in the sidebar, where titles are shown
 page.run()

@@ -220,6 +220,21 @@ def live_answer(slot, outputs: list[tuple[str, int]], progress: Progress, *, sto
 
 
 CLOSE_SIDEBAR = (Path(__file__).resolve().parent / "assets" / "close-sidebar.js").read_text(encoding="utf-8")
+RERUN_ON_RECONNECT = (Path(__file__).resolve().parent / "assets" / "rerun-on-reconnect.js").read_text(encoding="utf-8")
+
+
+def rerun_on_reconnect() -> None:
+    """Rerun the page when the browser reconnects, e.g. to another replica after one died.
+
+    Streamlit reconnects without a rerun, so the page stayed as the dead replica left it (a
+    streaming answer frozen, a login form the new server does not know) until the next click.
+    The login cookie component's reruns used to hide that; now a script watching Streamlit's
+    connection state clicks this hidden button once connected again (allowed by its hash in
+    the security policy, like close_sidebar_on_mobile's, and like it kept out of the sidebar).
+    """
+    with st.container(key="app_reconnect"):  # hidden (app.css)
+        st.button("Reconnected", key="app_reconnect_rerun")
+        st.html(f"<script>{RERUN_ON_RECONNECT}</script>", unsafe_allow_javascript=True)
 
 
 def close_sidebar_on_mobile(nonce: int) -> None:

@@ -303,7 +303,7 @@ def _user_from_cookie(db: sessionmaker[Session], settings: Settings) -> int | No
         user = accounts.resume_login(claims["username"], session=session)
         user_id = user.id if user is not None else None
     if user_id is not None:
-        logger.info("user %r logged in with their login cookie", claims["username"])
+        logger.info("user %r logged in", claims["username"])  # by cookie: the same line as by the form
     return user_id
 
 

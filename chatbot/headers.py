@@ -21,9 +21,10 @@ from pathlib import Path
 # changes the policy with it.
 PAGES_WITH_INLINE_SCRIPTS = (("streamlit", "static/index.html"),)
 # The app's own inline scripts (st.html with JavaScript), allowed by their hashes too: closing the
-# sidebar on a phone, and writing or deleting the login cookie (chatbot.auth).
+# sidebar on a phone, writing or deleting the login cookie (chatbot.auth), and rerunning after a
+# reconnect (ui.rerun_on_reconnect).
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-APP_SCRIPTS = (ASSETS / "close-sidebar.js", ASSETS / "login-cookie.js")
+APP_SCRIPTS = (ASSETS / "close-sidebar.js", ASSETS / "login-cookie.js", ASSETS / "rerun-on-reconnect.js")
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)
 
 
