@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -29,7 +30,10 @@ def answer(path: str, query: bytes = b"", cookies: tuple[bytes, ...] = ()) -> di
         return {"type": "http.request"}
 
     scope = {"type": "http", "path": path, "query_string": query}
-    asyncio.run(SignInRoutes(streamlit, password_cookie="chatbot_auth")(scope, receive, send))
+    middleware = SignInRoutes(streamlit, password_cookie="chatbot_auth")
+    # A thread of its own: an earlier test of the run may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, middleware(scope, receive, send)).result()
     headers: dict[bytes, list[bytes]] = {}
     for name, value in sent[0]["headers"]:
         headers.setdefault(name, []).append(value)
