@@ -285,16 +285,21 @@ if st.session_state.get("history_seen") != filters:  # new filters: back to the 
 
 
 # -- downloads: generated only when clicked, in a thread of their own -----------------------
-def export_file(label: str):
+def download(write):
+    """A download made when it is clicked: audited first, then written by ``write(session, out)``."""
     def generate() -> bytes:
         with db.begin() as session:
             history.record_export(session, actor, filters)
         with tempfile.TemporaryFile() as spool, readonly.begin() as session:
-            history.write_export(session, actor, filters, label, spool)
+            write(session, spool)
             spool.seek(0)
             return spool.read()
 
     return generate
+
+
+def export_file(label: str):
+    return download(lambda session, out: history.write_export(session, actor, filters, label, out))
 
 
 def export_size() -> int:
@@ -306,15 +311,7 @@ def export_size() -> int:
 
 
 def evaluation_file(fmt: str):
-    def generate() -> bytes:
-        with db.begin() as session:
-            history.record_export(session, actor, filters)
-        with tempfile.TemporaryFile() as spool, readonly.begin() as session:
-            evaluation.write_evaluation(session, actor, filters, fmt, spool)
-            spool.seek(0)
-            return spool.read()
-
-    return generate
+    return download(lambda session, out: evaluation.write_evaluation(session, actor, filters, fmt, out))
 
 
 def downloads(rows: int) -> None:
