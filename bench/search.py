@@ -72,14 +72,7 @@ def like_syntax_page(session: Session, filters: history.HistoryFilter) -> tuple[
                Conversation.id.not_in(excluded))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(PAGE_SIZE)
     ).all()  # fmt: skip
-    ids = [row[0] for row in ranked]
-    page = session.execute(
-        select(Conversation.id, Conversation.title, User.username, Conversation.created_at,
-               Conversation.updated_at, Conversation.message_count, Conversation.last_status)
-        .join(User, User.id == Conversation.owner_id).where(Conversation.id.in_(ids))
-        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-    ).all() if ids else []  # fmt: skip
-    return page, ranked[0][1] if ranked else 0
+    return _like_page(session, ranked)
 
 
 def _measure_syntax(ctx: Context, backend: str, engine: Engine) -> Figure:
@@ -117,6 +110,18 @@ def _measure_syntax(ctx: Context, backend: str, engine: Engine) -> Figure:
     )  # fmt: skip
 
 
+def _like_page(session: Session, ranked: list) -> tuple[list, int]:
+    """The table's rows for the ranked ids (as the app reads them), and how many conversations matched."""
+    ids = [row[0] for row in ranked]
+    page = session.execute(
+        select(Conversation.id, Conversation.title, User.username, Conversation.created_at,
+               Conversation.updated_at, Conversation.message_count, Conversation.last_status)
+        .join(User, User.id == Conversation.owner_id).where(Conversation.id.in_(ids))
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    ).all() if ids else []  # fmt: skip
+    return page, ranked[0][1] if ranked else 0
+
+
 def like_search_page(session: Session, words: list[str]) -> tuple[list, int]:
     """An admin's search without the index: the first page of conversations with a message containing
     every word, and how many there are, in the app's query shape (see the module docstring)."""
@@ -127,14 +132,7 @@ def like_search_page(session: Session, words: list[str]) -> tuple[list, int]:
         .join(Conversation, Conversation.id == hits.c.conversation_id).where(Conversation.deleted.is_not(True))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(PAGE_SIZE)
     ).all()  # fmt: skip
-    ids = [row[0] for row in ranked]
-    page = session.execute(
-        select(Conversation.id, Conversation.title, User.username, Conversation.created_at,
-               Conversation.updated_at, Conversation.message_count, Conversation.last_status)
-        .join(User, User.id == Conversation.owner_id).where(Conversation.id.in_(ids))
-        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-    ).all() if ids else []  # fmt: skip
-    return page, ranked[0][1] if ranked else 0
+    return _like_page(session, ranked)
 
 
 def _compare(engine: Engine, admin, words: list[str], *, pairs: int, calls: list | None = None):
