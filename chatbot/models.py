@@ -1,5 +1,6 @@
-"""SQLAlchemy 2.0 models: users, login throttles, conversations, messages, feedback, the audit log, and
-the analysts' workbench: tags on conversations, notes on answers, saved views."""
+"""SQLAlchemy 2.0 models: users, login throttles, conversations, messages, feedback, the audit log,
+the analysts' workbench (tags on conversations, notes on answers, saved views), and replays (past
+questions asked again of another flow, compared side by side)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 ROLES = ("analyst", "admin")
 # interrupted: the stream was lost (a dropped connection, a crashed server); stopped: the user stopped it.
 STATUSES = ("complete", "error", "interrupted", "stopped")
+# A replay waits (queued), runs, and ends done, cancelled, or failed (it could not start: no such flow).
+REPLAY_STATES = ("queued", "running", "done", "cancelled", "failed")
+# A replayed question waits (pending), runs on one worker, and ends complete, error, or cancelled.
+ITEM_STATES = ("pending", "running", "complete", "error", "cancelled")
+VERDICTS = ("better", "same", "worse")  # the replayed answer against the original
+REPLAY_MODES = ("context", "questions")  # earlier turns asked first in the new session, or not
 
 
 def utcnow() -> datetime:
@@ -213,4 +220,91 @@ class SavedView(Base):
     __table_args__ = (
         UniqueConstraint("owner_id", "name", name="uq_saved_views_owner_name"),
         CheckConstraint("name <> ''", name="ck_saved_views_name"),
+    )
+
+
+class Replay(Base):
+    """Past questions asked again of one flow (or the notes engine), in the background.
+
+    The questions are copied into ``replay_items`` when the replay is made, so it never reads or
+    touches the original conversations again; the state lives here, so a restarted app resumes it.
+    """
+
+    __tablename__ = "replays"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(250))
+    # Where the questions came from, as people read it: 'view "Billing"', 'history filters', 'file eval.jsonl'.
+    source: Mapped[str] = mapped_column(String(400))
+    filters: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # the history filters used, if any
+    flow: Mapped[str] = mapped_column(String(200))  # the catalog key asked: a flow id or endpoint name, or "notes"
+    flow_label: Mapped[str] = mapped_column(String(200))
+    tweaks: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    mode: Mapped[str] = mapped_column(String(20), default="context")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_replays_owner_created", "owner_id", "created_at"),
+        Index("ix_replays_status", "status"),
+    )
+
+
+class ReplayItem(Base):
+    """One question of a replay: the original turn as it was when the replay was made, the
+    replayed answer, and the analyst's verdict on it."""
+
+    __tablename__ = "replay_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    replay_id: Mapped[int] = mapped_column(ForeignKey("replays.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 1, 2, ... in the order the questions came
+    # The original (no foreign keys: a purged conversation leaves its copy here).
+    conversation_id: Mapped[int | None] = mapped_column(Integer)
+    question_id: Mapped[int | None] = mapped_column(Integer)
+    answer_id: Mapped[int | None] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    context: Mapped[list | None] = mapped_column(JSON(none_as_null=True))  # earlier turns, [{"role", "content"}]
+    files: Mapped[list | None] = mapped_column(JSON(none_as_null=True))  # the question's files in Langflow
+    original_answer: Mapped[str | None] = mapped_column(Text)
+    original_status: Mapped[str | None] = mapped_column(String(20))
+    original_flow: Mapped[str | None] = mapped_column(String(250))  # "Notes RAG v7"
+    original_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    original_ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    original_tokens: Mapped[int | None] = mapped_column(Integer)
+    original_feedback: Mapped[int | None] = mapped_column(Integer)  # 1 = 👍, 0 = 👎
+    original_comment: Mapped[str | None] = mapped_column(Text)  # the feedback's comment
+    corrected_answer: Mapped[str | None] = mapped_column(Text)  # from the answer's note
+    # The replayed answer.
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    answer: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    tokens: Mapped[int | None] = mapped_column(Integer)
+    flow_name: Mapped[str | None] = mapped_column(String(200))
+    flow_version: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(36))  # a fresh Langflow session per question
+    steps: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    # Who runs it: a worker's name and its last sign of life; a stale heartbeat frees the question again.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(120))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The analyst's judgement of the replayed answer against the original.
+    verdict: Mapped[str | None] = mapped_column(String(10))
+    verdict_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    verdict_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("replay_id", "position", name="uq_replay_items_position"),
+        Index("ix_replay_items_status", "status", "heartbeat_at"),
     )
