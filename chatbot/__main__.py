@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     exports.add_argument("--until", help="last day, YYYY-MM-DD (UTC)")
     exports.add_argument("--search", default="", help="the history page's search syntax: words, \"phrases\", "
                          "prefix*, -word, OR, tag: fb: status: user: flow: version: after: before: latency>")
+    exports.add_argument("--sort", default="updated", choices=list(history.SORT_LABELS),
+                         help="the conversations' order, as the history table sorts them (default: last activity "
+                         "first); each conversation's messages stay in order")
     exports.add_argument("--out", required=True, type=Path, help="the file to write (replaced only when complete)")
     exports.set_defaults(run=_export)
     return parser
@@ -287,7 +290,7 @@ def _export(args, db) -> int:
     label = EXPORT_FORMATS[args.format]
     _check_target(args.out)  # before the export runs, not after
     filters = history.HistoryFilter(since=_day(args.since, "--since"), until=_day(args.until, "--until"),
-                                    search=args.search.strip(), user=args.user.strip().lower())
+                                    search=args.search.strip(), user=args.user.strip().lower(), sort=args.sort)
     for ignored in filters.ignored:
         print(f"note: the search ignored {ignored}", file=sys.stderr)
     with database.readonly_factory(db.kw["bind"]).begin() as session:  # one snapshot, no write lock

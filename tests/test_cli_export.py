@@ -85,19 +85,26 @@ def test_export_writes_every_message_in_order_and_reads_back(chats, tmp_path, ca
     rows = read_rows(out, fmt)
     assert list(rows.columns) == export.EXPORT_COLUMNS
     forecast = "'=Forecast" if fmt in ("csv", "xlsx") else "=Forecast"  # spreadsheets never see a formula
-    assert list(zip(rows["conversation_title"], rows["role"])) == [
-        ("Sales", "user"), ("Sales", "assistant"), ("Churn", "user"), ("Churn", "assistant"),
-        (forecast, "user"), (forecast, "assistant"),
+    assert list(zip(rows["conversation_title"], rows["role"])) == [  # last activity first, as the table
+        ("Churn", "user"), ("Churn", "assistant"), (forecast, "user"), (forecast, "assistant"),
+        ("Sales", "user"), ("Sales", "assistant"),
     ]
-    assert rows["username"].tolist() == ["alice", "alice", "alice", "alice", "bob", "bob"]
-    assert rows["feedback_comment"].tolist()[1] == "good"
+    assert rows["username"].tolist() == ["alice", "alice", "bob", "bob", "alice", "alice"]
+    assert rows["feedback_comment"].tolist()[5] == "good"
+
+
+def test_export_sorts_as_asked(chats, tmp_path):
+    out = tmp_path / "by-title.csv"
+    assert run("--format", "csv", "--sort", "title", "--out", str(out)) == 0
+    rows = read_rows(out, "csv")
+    assert list(dict.fromkeys(rows["conversation_title"])) == ["'=Forecast", "Churn", "Sales"]
 
 
 def test_markdown_export_is_one_transcript_per_conversation(chats, tmp_path):
     out = tmp_path / "all.md"
     assert run("--format", "MD", "--out", str(out)) == 0
     text = out.read_text(encoding="utf-8")
-    assert [line for line in text.splitlines() if line.startswith("# ")] == ["# Sales", "# Churn", "# =Forecast"]
+    assert [line for line in text.splitlines() if line.startswith("# ")] == ["# Churn", "# =Forecast", "# Sales"]
     assert "Feedback: 👍 “good”" in text and "hidden" not in text
 
 

@@ -328,7 +328,12 @@ def message_filters(
     dialect: str, actor: Actor, filters: HistoryFilter, *, deleted_index: bool = True
 ) -> list[ColumnElement[bool]]:
     """WHERE clauses on Message joined to Conversation: the conversations, then the date range."""
-    clauses = conversation_filters(dialect, actor, filters, deleted_index=deleted_index)
+    return conversation_filters(dialect, actor, filters, deleted_index=deleted_index) + date_filters(filters)
+
+
+def date_filters(filters: HistoryFilter) -> list[ColumnElement[bool]]:
+    """WHERE clauses on Message: written inside the filter's date range."""
+    clauses = []
     if filters.since:
         clauses.append(Message.created_at >= start_of(filters.since))
     if filters.until:
