@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from chatbot import accounts, sso, store
+from chatbot import accounts, auth, sso, store
 from chatbot.config import load_settings
 from chatbot.errors import ConfigError, SignInRefused
 from chatbot.models import AuditEntry, User
@@ -61,6 +64,27 @@ def test_a_user_is_never_matched_by_name_or_email(db, users):
     assert actor.username == "alice@example.com"
     again = sign_in(db, claims(sub="third", email="alice@example.com", name="Alice"))
     assert again.username == "alice@example.com-2"
+
+
+def test_two_tabs_signing_a_new_user_in_at_once_make_one_user(db, monkeypatch):
+    """Both tabs find no user and create one; the database refuses the second, which signs in
+    again and finds the first's (on SQLite the second waits for the first's write instead)."""
+    together = threading.Barrier(2, timeout=3)
+    create = sso._create
+
+    def create_at_once(session, identity, role):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait()
+        return create(session, identity, role)
+
+    monkeypatch.setattr(sso, "_create", create_at_once)
+    token = claims(sub="sub-race")
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _tab: auth._sign_in(db, token, NO_RULES), range(2))
+    assert first == second
+    with db.begin() as session:
+        assert session.scalar(select(func.count()).select_from(User).where(User.auth_subject == "sub-race")) == 1
+    assert [action for action, _target in audit(db)] == ["user.add", "sso.login"]
 
 
 def test_the_same_subject_at_another_provider_is_another_user(db):
