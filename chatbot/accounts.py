@@ -91,6 +91,8 @@ def attempt_login(
         user.failed_logins, user.lock_level, user.locked_until, user.last_login_at = 0, 0, None, moment
         return LoginOutcome(user=user)
     limits = [policy.max_attempts] + ([policy.address_max_attempts] if address else [])
+    for holder in holders:  # the account (or name) first, then the address: every login in this order
+        holder.lock()
     locks = [_fail(holder, limit, policy, moment) for holder, limit in zip(holders, limits, strict=True)]
     if left := _longest(locks):
         return LoginOutcome(refusal=locked_message(left), locked_for=left)
@@ -124,6 +126,11 @@ class _AccountLock:
 
     locked_until = property(lambda self: self.user.locked_until)
 
+    def lock(self) -> None:
+        """Hold the account's row to the end of the transaction, its counts read afresh: failures
+        at the same moment count one after the other."""
+        self.user = _locked(Session.object_session(self.user), select(User).where(User.id == self.user.id))
+
     def set(self, failures: int, level: int, locked_until: datetime | None) -> None:
         self.user.failed_logins, self.user.lock_level, self.user.locked_until = failures, level, locked_until
 
@@ -139,17 +146,30 @@ class _ThrottleLock:
 
     locked_until = property(lambda self: self.row.locked_until if self.row else None)
 
+    def lock(self) -> None:
+        """The row, made if missing (two first failures at once: one inserts, both use it), held to
+        the end of the transaction with its counts read afresh."""
+        insert = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        self.session.execute(insert(LoginThrottle).values(
+            key=self.key, failures=0, lock_level=0, updated_at=self.moment).on_conflict_do_nothing())
+        self.row = _locked(self.session, select(LoginThrottle).where(LoginThrottle.key == self.key))
+
     def set(self, failures: int, level: int, locked_until: datetime | None) -> None:
-        if self.row is None:  # two first failures at once (PostgreSQL): one inserts, both update
-            insert = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            self.session.execute(insert(LoginThrottle).values(
-                key=self.key, failures=0, lock_level=0, updated_at=self.moment).on_conflict_do_nothing())
-            self.row = self.session.get(LoginThrottle, self.key, populate_existing=True)
         self.row.failures, self.row.lock_level, self.row.locked_until = failures, level, locked_until
         self.row.updated_at = self.moment
 
     def get(self) -> tuple[int, int]:
         return (self.row.failures, self.row.lock_level) if self.row else (0, 0)
+
+
+def _locked(session: Session, query):
+    """The row ``query`` selects, locked FOR UPDATE (PostgreSQL; SQLite's write transactions are
+    serial already) and read afresh.
+
+    Rows are locked in one order (the account, then the address) before any change is flushed:
+    a failure that wrote one row and then waited for another deadlocked with its twin.
+    """
+    return session.scalar(query.with_for_update().execution_options(populate_existing=True))
 
 
 def _throttle(session: Session, key: str, moment: datetime) -> _ThrottleLock:
