@@ -209,6 +209,7 @@ class ReplayWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
+        self.finished = 0  # the questions whose results this worker saved
         self._jobs: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -359,8 +360,9 @@ class ReplayWorker:
         with self.db.begin() as session:
             if job.why == "stopping" and values["status"] == "cancelled":
                 release(session, job.claim)  # the worker stops, not the replay: the next one runs it
-            else:
-                save_result(session, job.claim, **values)
+            elif save_result(session, job.claim, **values):
+                with self._lock:
+                    self.finished += 1
 
     def _work(self, claim: Claim) -> _Work:
         with self.reader.begin() as session:
