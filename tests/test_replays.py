@@ -14,9 +14,10 @@ import time
 from datetime import timedelta
 
 import pytest
+import streamlit as st
 from sqlalchemy import func, select, update
 
-from chatbot import store
+from chatbot import resources, store
 from chatbot.errors import ConfigError, InputError, NotFoundError
 from chatbot.flows import FlowDirectory, Route
 from chatbot.history import HistoryFilter, evaluation, notes, views
@@ -510,3 +511,20 @@ def test_the_worker_command_runs_the_queued_replays_once(cli, db, users, desk):
     result = cli("replay", "worker", "--once")
     assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "ran 3 questions; none waits"), result.stderr
     assert replay_row(db, replay_id).status == "done"
+
+
+# -- the app's worker --------------------------------------------------------------------------------
+
+
+def test_the_app_runs_queued_replays_in_one_worker_that_a_cleared_cache_stops(app_db):
+    url = os.environ["DATABASE_URL"]
+    with app_db.begin() as session:
+        alice = store.Actor.of(store.get_user(session, "alice"))
+    replay_id = make(app_db, alice, questions(2))
+    assert resources.replay_worker(url, enabled=False) is None
+    worker = resources.replay_worker(url)
+    assert resources.replay_worker(url) is worker  # one per process, however many page loads
+    wait_for(lambda: replay_row(app_db, replay_id).status == "done")  # routed by resources.route, off-script
+    assert [row.status for row in item_rows(app_db, replay_id)] == ["complete", "complete"]
+    st.cache_resource.clear()
+    assert worker._stopping.is_set() and not worker._threads

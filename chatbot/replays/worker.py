@@ -347,6 +347,8 @@ class ReplayWorker:
 
     def _run(self, job: _Job) -> None:
         work = self._work(job.claim)
+        if work is None:
+            return  # the replay was deleted since the claim
         try:
             route = self.route_for(work.flow)
         except ChatbotError as exc:  # no such flow, Langflow not configured: no question can run
@@ -364,10 +366,12 @@ class ReplayWorker:
                 with self._lock:
                     self.finished += 1
 
-    def _work(self, claim: Claim) -> _Work:
+    def _work(self, claim: Claim) -> _Work | None:
         with self.reader.begin() as session:
             item = session.get(ReplayItem, claim.item_id)
             replay = session.get(Replay, claim.replay_id)
+            if item is None or replay is None:
+                return None
             return _Work(question=item.question, context=list(item.context or []), files=list(item.files or []),
                          flow=replay.flow, tweaks=replay.tweaks, mode=replay.mode)
 
