@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from chatbot.langflow import LangflowClient
 from chatbot.models import AuditEntry, Conversation, Message, Replay, ReplayItem, utcnow
 from chatbot.notes import NotesEngine, NotesIndex
 from chatbot.replays import jobs
-from chatbot.replays.worker import ReplayWorker, beat, claim_item, save_result
+from chatbot.replays.worker import ReplayWorker, beat, claim_item, save_result, worker_name
 from tests.conftest import NOTES
 from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, json_reply
 from tests.test_cli import ROOT
@@ -350,6 +351,27 @@ def test_a_killed_workers_questions_are_run_once_by_the_next_worker(db, users, r
     with db.begin() as session:  # the dead worker wakes up: its results are dropped
         assert not save_result(session, dead[0], status="complete", answer="stale answer")
     assert item_rows(db, replay_id)[0].answer == "question 1 vacuum"
+
+
+def test_an_app_restarted_mid_replay_takes_its_questions_back_at_once(db, users):
+    """Workers of this machine that are gone (their process exited, or this process before a restart)
+    hand their questions over without waiting for a stale heartbeat; another machine's do not."""
+    replay_id = make(db, users["alice"], questions(4))
+    host = socket.gethostname()
+    gone = [f"{host}:{_exited_pid()}:aaaaaa", f"{host}:{os.getpid()}:bbbbbb"]
+    with db.begin() as session:
+        for name in [*gone, "elsewhere:1:cccccc"]:
+            assert claim_item(session, name, limit=3, stale_seconds=30) is not None
+    with db.begin() as session:  # all three beat just now; two are gone, one may be alive
+        taken = [claim_item(session, worker_name(), limit=3, stale_seconds=30) for _ in range(3)]
+    assert [claim is not None for claim in taken] == [True, True, False]
+    assert {row.worker: row.attempts for row in item_rows(db, replay_id)}["elsewhere:1:cccccc"] == 1
+
+
+def _exited_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_a_worker_presumed_dead_cannot_overwrite_the_rerun(db, users):

@@ -56,12 +56,51 @@ class Claim:
     attempts: int
 
 
-def _claimable(stale) -> list:
-    """An item that waits, or whose worker stopped beating, in a replay that is still live."""
+def _claimable(stale, dead: list[str] = ()) -> list:
+    """An item that waits, or whose worker stopped beating or is known to be gone, in a replay
+    that is still live."""
     live = select(Replay.id).where(Replay.status.in_(LIVE))
     orphaned = and_(ReplayItem.status == "running",
-                    or_(ReplayItem.heartbeat_at.is_(None), ReplayItem.heartbeat_at < stale))
+                    or_(ReplayItem.heartbeat_at.is_(None), ReplayItem.heartbeat_at < stale,
+                        ReplayItem.worker.in_(dead)))
     return [or_(ReplayItem.status == "pending", orphaned), ReplayItem.replay_id.in_(live)]
+
+
+_PROCESS_TOKEN = uuid.uuid4().hex[:6]  # tells this run of the process from an earlier one with its pid
+
+
+def worker_name() -> str:
+    """``host:pid:token``, one per process: what tells a worker of this machine whether another is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_PROCESS_TOKEN}"
+
+
+def _gone_workers(session: Session, me: str) -> list[str]:
+    """Workers of this machine whose questions are still marked running but that are gone: their
+    process has exited, or it is this very process before a restart (another token with our pid:
+    a container's app is always pid 1). Their questions need not wait for a stale heartbeat, so an
+    app restarted mid-replay resumes at once. Other machines' workers are judged by heartbeat only.
+    """
+    parts = me.split(":")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return []
+    host, pid = parts[0], int(parts[1])
+    names = session.scalars(select(ReplayItem.worker).where(ReplayItem.status == "running").distinct())
+    return [name for name in names if name and name != me and _gone(name, host, pid)]
+
+
+def _gone(name: str, host: str, pid: int) -> bool:
+    parts = name.split(":")
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    if int(parts[1]) == pid:
+        return True
+    try:
+        os.kill(int(parts[1]), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists under another user: alive
+        return False
+    return False
 
 
 def claim_item(
@@ -74,13 +113,14 @@ def claim_item(
     now = utcnow()
     stale = now - timedelta(seconds=stale_seconds)
     _drop_orphans_of_ended_replays(session, stale, now)
+    dead = _gone_workers(session, worker)
     running = session.scalar(
         select(func.count()).select_from(ReplayItem)
-        .where(ReplayItem.status == "running", ReplayItem.heartbeat_at >= stale)
+        .where(ReplayItem.status == "running", ReplayItem.heartbeat_at >= stale, ReplayItem.worker.not_in(dead))
     )  # fmt: skip
     if running >= limit:
         return None
-    query = select(ReplayItem.id, ReplayItem.replay_id, ReplayItem.attempts).where(*_claimable(stale))
+    query = select(ReplayItem.id, ReplayItem.replay_id, ReplayItem.attempts).where(*_claimable(stale, dead))
     if replay_id is not None:
         query = query.where(ReplayItem.replay_id == replay_id)
     found = session.execute(query.order_by(ReplayItem.replay_id, ReplayItem.position).limit(1)).one_or_none()
@@ -89,7 +129,7 @@ def claim_item(
     item_id, owner_replay, attempts = found
     _lock(session, owner_replay)
     taken = session.execute(
-        update(ReplayItem).where(ReplayItem.id == item_id, ReplayItem.attempts == attempts, *_claimable(stale))
+        update(ReplayItem).where(ReplayItem.id == item_id, ReplayItem.attempts == attempts, *_claimable(stale, dead))
         .values(status="running", worker=worker, attempts=attempts + 1, heartbeat_at=now, started_at=now,
                 finished_at=None, error=None)
     ).rowcount  # fmt: skip
@@ -216,7 +256,7 @@ class ReplayWorker:
         self.reader = database.readonly_factory(db.kw["bind"])  # looks that never take SQLite's write lock
         self.route_for = route_for
         self.concurrency = concurrency
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.name = name or worker_name()
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.finished = 0  # the questions whose results this worker saved
