@@ -1,1 +1,1 @@
-"""Replays: past questions asked again of another flow or version, in the background, and compared side by side."""
+"""Replays: past questions asked again of another flow in the background, compared side by side."""
