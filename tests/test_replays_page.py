@@ -8,10 +8,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from chatbot import store
+from chatbot.engine import Answer, Token
+from chatbot.flows import Route
 from chatbot.history import HistoryFilter, views
-from chatbot.models import AuditEntry, Replay, ReplayItem
+from chatbot.models import AuditEntry
+from chatbot.notes import NotesEngine, NotesIndex
 from chatbot.replays import jobs
+from chatbot.replays.worker import ReplayWorker
 from tests.apps import shown
+from tests.conftest import NOTES
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "replays.py")
 QUESTIONS = {"Q3 sales?": "Q3 sales were 1.2M.", "Churn by region?": "Churn is 4% in the north.",
@@ -64,13 +69,19 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def finish(db, replay_id: int) -> None:
-    """The worker's part, done here in the test's thread: each question answered (REPLIES), the replay done."""
-    with db.begin() as session:
-        for item in session.query(ReplayItem).filter_by(replay_id=replay_id):
-            item.status, item.answer, item.latency_ms, item.ttft_ms = "complete", REPLIES[item.question], 500, 100
-            item.flow_name = "notes"
-        session.get(Replay, replay_id).status = "done"
+class Scripted:
+    """An engine that answers each question as REPLIES says (the notes engine's answers depend on the notes)."""
+
+    engine, label = "scripted", "scripted"
+
+    def stream(self, question: str, *, session_id: str, tweaks: dict | None = None):
+        yield Token(REPLIES[question])
+        yield Answer(REPLIES[question], usage={"total_tokens": 12})
+
+
+def finish(db, replay_id: int, route_for=lambda _key: Route(Scripted())) -> None:
+    """The worker, run in the test's thread until the replay has no question left."""
+    ReplayWorker(db, route_for, concurrency=2).run_until_idle(replay_id)
 
 
 def start_from_the_view(app_db) -> tuple[AppTest, int]:
@@ -84,14 +95,15 @@ def start_from_the_view(app_db) -> tuple[AppTest, int]:
     return at, replay_id
 
 
-def test_an_analyst_replays_a_saved_view_and_opens_it_with_its_rows(app_db, alice_view):
+def test_an_analyst_replays_a_saved_view_on_the_notes_engine_and_opens_it_with_its_rows(app_db, alice_view):
     at, replay_id = start_from_the_view(app_db)
-    finish(app_db, replay_id)
-    at = open_page(app_db, "alice", replay=str(replay_id))
     assert shown(at.title[0].value) == "view “Mine” → Notes"
+    assert at.button(key="replays_cancel") and at.get("progress")[0].value == 0
+    finish(app_db, replay_id, lambda _key: Route(NotesEngine(NotesIndex.build(NOTES))))
+    at = open_page(app_db, "alice", replay=str(replay_id))
     rows = [k for k in (w.key for w in at.segmented_control) if k.startswith("replays_verdict_")]
-    assert len(rows) == 3
-    assert (metric(at, "Unjudged"), metric(at, "Answers changed")) == ("3", "67%")
+    assert len(rows) == 3 and not at.get("progress") and "replays_cancel" not in [b.key for b in at.button]
+    assert metric(at, "Unjudged") == "3" and metric(at, "Error rate") == "0%"
     assert [b.label for b in at.download_button] == ["CSV", "Excel", "JSON"]
     listed = open_page(app_db, "alice").dataframe(key="replays_table").value
     assert listed["name"].tolist() == ["view “Mine” → Notes"] and listed["status"].tolist() == ["Done"]
@@ -101,6 +113,7 @@ def test_verdicts_are_saved_at_once_and_counted_in_the_summary(app_db, alice_vie
     _, replay_id = start_from_the_view(app_db)
     finish(app_db, replay_id)
     at = open_page(app_db, "alice", replay=str(replay_id))
+    assert (metric(at, "Unjudged"), metric(at, "Answers changed")) == ("3", "67%")
     first, second, _third = [w.key for w in at.segmented_control if w.key.startswith("replays_verdict_")]
     rerun(at.segmented_control(key=first).set_value("better"))
     rerun(at.segmented_control(key=second).set_value("worse"))
