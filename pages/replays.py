@@ -20,7 +20,7 @@ POLL_SECONDS = 1.0  # how often a running replay's progress is read
 ROWS_PER_PAGE = 20
 TALL_CHARS = 700  # an answer longer than this scrolls inside a box of SIDE_HEIGHT pixels
 SIDE_HEIGHT = 360
-METRIC_WIDTH = 150  # px: five to a line on a laptop, two on a phone
+METRIC_WIDTH = 140  # px: five to a line beside the sidebar at 1280 px, two on a phone
 ACTIVE = ("queued", "running")
 SHOW_LABELS = {"all": "All", "changed": "Changed", "worse": "Worse", "original_down": "Original 👎",
                "errors": "Errors", "unjudged": "Unjudged"}  # fmt: skip
@@ -282,13 +282,13 @@ def faster(replayed: int | None, original: int | None) -> str | None:
 def summary(numbers: compare.Summary) -> None:
     """The verdicts, then each side's errors and timing: the replayed value, the arrow against the original."""
     # Rows that wrap: a phone shows two numbers a line, not one.
-    verdicts = st.container(horizontal=True, gap="medium", key="replays_verdicts")
+    verdicts = st.container(horizontal=True, gap="small", key="replays_verdicts")
     for label, count in (("Better", numbers.better), ("Same", numbers.same), ("Worse", numbers.worse),
                          ("Unjudged", numbers.unjudged)):
         verdicts.metric(label, count, width=METRIC_WIDTH)
     verdicts.metric("Answers changed", share(numbers.changed_share), width=METRIC_WIDTH,
                     help=f"{numbers.changed} of the {numbers.answered} replayed answers say something else.")
-    timing = st.container(horizontal=True, gap="medium", key="replays_timing")
+    timing = st.container(horizontal=True, gap="small", key="replays_timing")
     error_delta = None
     if numbers.replay_error_rate is not None and numbers.original_error_rate is not None:
         error_delta = f"{100 * (numbers.replay_error_rate - numbers.original_error_rate):+.0f} points"
