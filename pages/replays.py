@@ -5,6 +5,8 @@ open: its progress while it runs, the summary, the rows with their verdicts, and
 """
 
 
+from urllib.parse import parse_qs
+
 import pandas as pd
 import streamlit as st
 
@@ -13,7 +15,6 @@ from chatbot import flows, resources
 from chatbot.config import NOTES
 from chatbot.errors import ChatbotError
 from chatbot.history import HistoryFilter, views
-from chatbot.history.filters import PARAMS
 from chatbot.replays import compare, jobs
 
 POLL_SECONDS = 1.0  # how often a running replay's progress is read
@@ -30,7 +31,7 @@ MODE_LABELS = {"context": "Earlier turns first", "questions": "Questions only"}
 SOURCE_LABELS = {"view": "A saved view", "filters": "The history filters in the link", "file": "An evaluation file"}
 STATUS_LABELS = {"queued": "Queued", "running": "Running", "done": "Done", "cancelled": "Cancelled", "failed": "Failed"}
 LIST_CONFIG = {
-    "name": st.column_config.TextColumn("Replay", width="large"),
+    "name": st.column_config.TextColumn("Replay", width="medium"),
     "owner": st.column_config.TextColumn("Owner", width="small"),
     "flow_label": st.column_config.TextColumn("Flow", width="medium"),
     "status": st.column_config.TextColumn("Status", width="small"),
@@ -90,9 +91,11 @@ def pick_replay(ids: list[int]) -> None:
 
 # -- a new replay --------------------------------------------------------------------------------
 def linked_filters() -> HistoryFilter | None:
-    """The history filters the history page's "Replay these questions" passed in the URL, if any."""
-    params = {key: st.query_params.get_all(key) for key in st.query_params if key in PARAMS.values()}
-    return HistoryFilter.from_query_params(params) if params else None
+    """The history filters the history page's "Replay these questions" passed: ?history=<the history
+    page's query>, e.g. ?history=history_search%3Dchurn; None without."""
+    linked = st.query_params.get("history", "")
+    params = parse_qs(linked[:ui.MAX_PARAM_CHARS])
+    return HistoryFilter.from_query_params(params) if linked else None
 
 
 def flow_problem(key: str) -> str | None:
@@ -146,7 +149,7 @@ def source_picker(linked: HistoryFilter | None):
     if kind == "filters":
         st.caption(ui.plain_text("History filters: " + linked.describe()))
         return (lambda session: (jobs.questions_from_filters(session, actor, linked, limit=limit), []),
-                "history filters", linked.to_query_params())
+                f"history filters: {linked.describe()}", linked.to_query_params())
     if kind == "view":
         with readonly.begin() as session:
             saved = views.list_views(session, actor)

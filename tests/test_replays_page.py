@@ -161,7 +161,7 @@ def test_a_replay_past_the_question_limit_is_refused_and_says_why(app_db, alice_
 
 
 def test_history_filters_in_the_link_are_a_source(app_db, alice_view):
-    at = open_page(app_db, "alice", history_search="churn")
+    at = open_page(app_db, "alice", history="history_search=churn")
     assert at.segmented_control(key="replays_source").value == "filters"
     assert "History filters: search=churn" in captions(at)
     assert "This replay asks 1 question of Notes." in captions(at)
