@@ -209,6 +209,7 @@ class ReplayWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
+        self.finished = 0  # the questions whose results this worker saved
         self._jobs: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -346,6 +347,8 @@ class ReplayWorker:
 
     def _run(self, job: _Job) -> None:
         work = self._work(job.claim)
+        if work is None:
+            return  # the replay was deleted since the claim
         try:
             route = self.route_for(work.flow)
         except ChatbotError as exc:  # no such flow, Langflow not configured: no question can run
@@ -359,13 +362,16 @@ class ReplayWorker:
         with self.db.begin() as session:
             if job.why == "stopping" and values["status"] == "cancelled":
                 release(session, job.claim)  # the worker stops, not the replay: the next one runs it
-            else:
-                save_result(session, job.claim, **values)
+            elif save_result(session, job.claim, **values):
+                with self._lock:
+                    self.finished += 1
 
-    def _work(self, claim: Claim) -> _Work:
+    def _work(self, claim: Claim) -> _Work | None:
         with self.reader.begin() as session:
             item = session.get(ReplayItem, claim.item_id)
             replay = session.get(Replay, claim.replay_id)
+            if item is None or replay is None:
+                return None
             return _Work(question=item.question, context=list(item.context or []), files=list(item.files or []),
                          flow=replay.flow, tweaks=replay.tweaks, mode=replay.mode)
 
