@@ -277,7 +277,7 @@ def share(value: float | None) -> str:
 
 def faster(replayed: int | None, original: int | None) -> str | None:
     """The metric's delta: '-300 ms' when the replay was faster."""
-    if replayed is None or original is None:
+    if replayed is None or original is None or replayed == original:
         return None
     return ("-" if replayed < original else "+") + ui.duration(abs(replayed - original))
 
@@ -293,7 +293,8 @@ def summary(numbers: compare.Summary) -> None:
                     help=f"{numbers.changed} of the {numbers.answered} replayed answers say something else.")
     timing = st.container(horizontal=True, gap="small", key="replays_timing")
     error_delta = None
-    if numbers.replay_error_rate is not None and numbers.original_error_rate is not None:
+    if None not in (numbers.replay_error_rate, numbers.original_error_rate) \
+            and numbers.replay_error_rate != numbers.original_error_rate:
         error_delta = f"{100 * (numbers.replay_error_rate - numbers.original_error_rate):+.0f} points"
     timing.metric("Error rate", share(numbers.replay_error_rate), delta=error_delta, delta_color="inverse",
                   help=f"Original: {share(numbers.original_error_rate)}", width=METRIC_WIDTH)
