@@ -90,6 +90,13 @@ def pick_replay(ids: list[int]) -> None:
 
 
 # -- a new replay --------------------------------------------------------------------------------
+def keep_if_offered(key: str, options: list) -> None:
+    """Forget a widget's value that is no longer among its options (a view deleted, the history link
+    gone, a flow out of the catalog): the widget starts again at its default."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
 def linked_filters() -> HistoryFilter | None:
     """The history filters the history page's "Replay these questions" passed: ?history=<the history
     page's query>, e.g. ?history=history_search%3Dchurn; None without."""
@@ -111,6 +118,7 @@ def flow_picker() -> tuple[str, str]:
     choices = settings.choices() or [NOTES]
     labels = {key: flows.label_of(settings, key, flow_info(key)) for key in choices}
     problems = {key: flow_problem(key) for key in choices}
+    keep_if_offered("replays_flow", choices)
     key = st.selectbox("Ask", choices, key="replays_flow", help="The flow (or version) the questions are asked again.",
                        format_func=lambda k: labels[k] + (" (unavailable)" if problems[k] else ""))
     if problems[key]:
@@ -143,6 +151,7 @@ def admin_tweaks(flow: str) -> dict | None:
 def source_picker(linked: HistoryFilter | None):
     """Where the questions come from; returns (what reads them, source text, filters to keep)."""
     kinds = ["view", "file"] if linked is None else ["filters", "view", "file"]
+    keep_if_offered("replays_source", kinds)
     kind = st.segmented_control("Questions from", kinds, format_func=SOURCE_LABELS.get, key="replays_source",
                                 default=kinds[0], required=True)
     limit = settings.replay_max_questions
@@ -156,6 +165,7 @@ def source_picker(linked: HistoryFilter | None):
         if not saved:
             st.caption("No saved views yet: filter the History page, then save the view.")
             return None, "", None
+        keep_if_offered("replays_view", saved)
         view = st.selectbox("Saved view", saved, format_func=lambda v: v.label, key="replays_view")
         return (lambda session: (jobs.questions_from_filters(session, actor, view.filters, limit=limit), []),
                 f"view “{view.name}”", view.filters.to_query_params())

@@ -170,3 +170,11 @@ def test_history_filters_in_the_link_are_a_source(app_db, alice_view):
 def test_the_tweaks_box_is_for_admins_only(app_db, alice_view, replay_langflow):
     assert "replays_tweaks" in [t.key for t in open_page(app_db, "root").text_area]
     assert "replays_tweaks" not in [t.key for t in open_page(app_db, "alice").text_area]
+
+
+def test_back_from_a_history_link_the_form_offers_the_saved_view_again(app_db, alice_view):
+    at = open_page(app_db, "alice", history="history_search=churn")
+    at.query_params.clear()
+    rerun(at)
+    assert at.segmented_control(key="replays_source").value == "view"
+    assert "This replay asks 3 questions of Notes." in captions(at)
