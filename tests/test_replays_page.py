@@ -178,3 +178,11 @@ def test_back_from_a_history_link_the_form_offers_the_saved_view_again(app_db, a
     rerun(at)
     assert at.segmented_control(key="replays_source").value == "view"
     assert "This replay asks 3 questions of Notes." in captions(at)
+
+
+def test_cancel_stops_a_queued_replay(app_db, alice_view):
+    at, replay_id = start_from_the_view(app_db)
+    rerun(at.button(key="replays_cancel").click())
+    assert [i.value for i in at.info] == ["Cancelled after 0 of 3 questions."]
+    assert not at.get("progress") and "replays_cancel" not in [b.key for b in at.button]
+    assert open_page(app_db, "alice").dataframe(key="replays_table").value["status"].tolist() == ["Cancelled"]
