@@ -3,6 +3,7 @@
 import datetime as dt
 import math
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -51,7 +52,7 @@ actor = ui.require_actor()
 if (replay_params := st.session_state.pop("history_replay_params", None)) is not None:
     # "Replay these questions" was pressed: the filters go as one parameter, ?history=<their query>
     # (a history_* parameter is bound to this page's widgets, and a switch may not set it).
-    st.switch_page("pages/replays.py", query_params=replay_params)
+    st.switch_page(Path(__file__).with_name("replays.py"), query_params=replay_params)
 settings = resources.settings()
 db = resources.database(settings.database_url, settings.db_pool_size)
 readonly = resources.readonly_database(settings.database_url, settings.db_pool_size)
