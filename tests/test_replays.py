@@ -373,6 +373,29 @@ def test_a_worker_presumed_dead_cannot_overwrite_the_rerun(db, users):
     assert replay_row(db, replay_id).status == "done"
 
 
+def test_two_workers_finishing_the_last_questions_at_once_end_the_replay(db, users):
+    """Regression: on PostgreSQL each saw the other's question still running, and the replay
+    stayed 'running' with every question done (the command line waited for it forever)."""
+    replay_id = make(db, users["alice"], questions(2))
+    with db.begin() as session:
+        first, second = (claim_item(session, name, limit=2, stale_seconds=30) for name in ("a", "b"))
+    with db() as session:
+        session.begin()
+        assert save_result(session, first, status="complete", answer="a")
+        other = threading.Thread(target=lambda: _save(db, second))
+        other.start()
+        time.sleep(0.3)  # let the second worker reach its save while the first has not committed
+        session.commit()
+    other.join(30)
+    replay = replay_row(db, replay_id)
+    assert (replay.status, [row.status for row in item_rows(db, replay_id)]) == ("done", ["complete", "complete"])
+
+
+def _save(db, claim) -> None:
+    with db.begin() as session:
+        assert save_result(session, claim, status="complete", answer="b")
+
+
 class Gauge:
     """A slow flow that notes how many questions it answers at once."""
 
