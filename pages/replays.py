@@ -33,9 +33,9 @@ STATUS_LABELS = {"queued": "Queued", "running": "Running", "done": "Done", "canc
 LIST_CONFIG = {
     "name": st.column_config.TextColumn("Replay", width="medium"),
     "owner": st.column_config.TextColumn("Owner", width="small"),
-    "flow_label": st.column_config.TextColumn("Flow", width="medium"),
-    "status": st.column_config.TextColumn("Status", width="small"),
+    "status": st.column_config.TextColumn("Status", width="small"),  # before the flow: a phone shows them first
     "progress": st.column_config.ProgressColumn("Done", format="%.0f%%", min_value=0, max_value=100, width="small"),
+    "flow_label": st.column_config.TextColumn("Flow", width="medium"),
     "errors": st.column_config.NumberColumn("Errors", width="small"),
     "created_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm", width="small"),
 }
