@@ -235,9 +235,24 @@ def opened(replay_id: int):
     return kept
 
 
+def delete(replay_id: int) -> None:
+    try:
+        with db.begin() as session:
+            jobs.delete_replay(session, actor, replay_id)
+    except ChatbotError as exc:
+        st.session_state["replays_error"] = (exc, "deleting the replay")
+        return
+    open_replay(None)
+    st.toast("Replay deleted.")
+
+
 def header(replay) -> None:
-    st.button("All replays", key="replays_back", icon=":material/arrow_back:", on_click=open_replay, args=(None,),
-              type="tertiary")
+    back, remove = st.columns([4, 1], vertical_alignment="center")
+    back.button("All replays", key="replays_back", icon=":material/arrow_back:", on_click=open_replay, args=(None,),
+                type="tertiary")
+    with remove.popover("Delete", icon=":material/delete:", width="stretch"):
+        st.caption("Delete this replay, its answers and verdicts? The original conversations stay as they are.")
+        st.button("Yes, delete it", key="replays_delete", type="primary", on_click=delete, args=(replay.id,))
     st.title(ui.plain_text(replay.name))
     tweaked = " · with tweaks" if replay.tweaks else ""
     st.caption(ui.plain_text(f"Questions from {replay.source}, asked of {replay.flow_label} · "
