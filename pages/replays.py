@@ -247,13 +247,13 @@ def delete(replay_id: int) -> None:
 
 
 def header(replay) -> None:
-    back, remove = st.columns([4, 1], vertical_alignment="center")
-    back.button("All replays", key="replays_back", icon=":material/arrow_back:", on_click=open_replay, args=(None,),
-                type="tertiary")
-    with remove.popover("Delete", icon=":material/delete:", width="stretch"):
+    bar = st.container(horizontal=True, horizontal_alignment="distribute", vertical_alignment="center")
+    bar.button("All replays", key="replays_back", icon=":material/arrow_back:", on_click=open_replay, args=(None,),
+               type="tertiary")
+    with bar.popover("Delete", icon=":material/delete:"):
         st.caption("Delete this replay, its answers and verdicts? The original conversations stay as they are.")
         st.button("Yes, delete it", key="replays_delete", type="primary", on_click=delete, args=(replay.id,))
-    st.title(ui.plain_text(replay.name))
+    st.title(ui.plain_text(replay.name), anchor=False)
     tweaked = " · with tweaks" if replay.tweaks else ""
     st.caption(ui.plain_text(f"Questions from {replay.source}, asked of {replay.flow_label} · "
                              f"{MODE_LABELS.get(replay.mode, replay.mode).lower()}{tweaked} · "
