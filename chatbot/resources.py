@@ -120,6 +120,17 @@ def _stop_worker(worker: ReplayWorker | None) -> None:
         worker.stop()
 
 
+class _ReplayThreadsUseCaches(logging.Filter):
+    """Drop Streamlit's "missing ScriptRunContext" warning for the replay worker's threads: they
+    use the process's cached notes index and HTTP session outside any script run, by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and str(record.args[0]).startswith("replay-"))
+
+
+_REPLAY_THREADS = _ReplayThreadsUseCaches()
+
+
 @st.cache_resource(show_spinner=False, on_release=_stop_worker)  # a cleared cache stops its threads
 def replay_worker(database_url: str, pool_size: int = 10, concurrency: int = 2, *,
                   enabled: bool = True) -> ReplayWorker | None:
@@ -128,6 +139,7 @@ def replay_worker(database_url: str, pool_size: int = 10, concurrency: int = 2, 
     runs them). Its threads ask flows through ``route`` with the settings of the moment."""
     if not enabled:
         return None
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_REPLAY_THREADS)
     worker = ReplayWorker(database(database_url, pool_size), lambda key: route(settings(), key),
                           concurrency=concurrency)
     return worker.start()
