@@ -87,6 +87,16 @@ def download(write: Callable, *, audit: Callable, db, read) -> Callable[[], byte
 DATE_GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")
 
 
+def pager(prefix: str, page: int, pages: int, caption: str, turn: Callable[[int], None]) -> None:
+    """Previous, where we are, Next, under a paged list; ``turn(-1)`` / ``turn(1)`` moves the page."""
+    back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
+    back.button("Previous", key=f"{prefix}_prev", disabled=page == 0, on_click=turn, args=(-1,),
+                icon=":material/chevron_left:", width="stretch")
+    where.caption(caption)
+    forward.button("Next", key=f"{prefix}_next", disabled=page + 1 >= pages, on_click=turn, args=(1,),
+                   icon=":material/chevron_right:", width="stretch")
+
+
 def date_group(when: dt.datetime, today: dt.date, zone: dt.tzinfo) -> str:
     """Which sidebar group a conversation last active at ``when`` falls in, in the user's time zone."""
     day = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(zone).date()

@@ -509,12 +509,7 @@ if tabs[0].open:
         with where_table:
             picked = st.dataframe(frame, key="history_table", on_select="rerun", selection_mode="single-row",
                                   hide_index=True, column_config=TABLE_CONFIG, column_order=shown, width="stretch")
-            back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
-            back.button("Previous", key="history_prev", disabled=page == 0, on_click=turn_page, args=(-1,),
-                        icon=":material/chevron_left:", width="stretch")
-            where.caption(f"Page {page + 1} of {pages}{'+' if matches.at_least else ''}")
-            forward.button("Next", key="history_next", disabled=page + 1 >= pages, on_click=turn_page, args=(1,),
-                           icon=":material/chevron_right:", width="stretch")
+            ui.pager("history", page, pages, f"Page {page + 1} of {pages}{'+' if matches.at_least else ''}", turn_page)
         rows = [r for r in picked.selection.rows if r < len(frame)]
         if rows and (chat := open_transcript(int(frame["id"].iloc[rows[0]]))) is not None:
             with where_chat if where_chat is not None else st.container():

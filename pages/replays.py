@@ -5,6 +5,7 @@ open: its progress while it runs, the summary, the rows with their verdicts, and
 """
 
 
+import functools
 from urllib.parse import parse_qs
 
 import pandas as pd
@@ -235,15 +236,23 @@ def opened(replay_id: int):
     return kept
 
 
-def delete(replay_id: int) -> None:
+def change(action, target: int, *, doing: str, done: str = "") -> bool:
+    """One change of a replay (``action(session, actor, target)``) in its own transaction, from a
+    widget's callback: a refusal is shown on the run that follows, a success as ``done``."""
     try:
         with db.begin() as session:
-            jobs.delete_replay(session, actor, replay_id)
+            action(session, actor, target)
     except ChatbotError as exc:
-        st.session_state["replays_error"] = (exc, "deleting the replay")
-        return
-    open_replay(None)
-    st.toast("Replay deleted.")
+        st.session_state["replays_error"] = (exc, doing)
+        return False
+    if done:
+        st.toast(done)
+    return True
+
+
+def delete(replay_id: int) -> None:
+    if change(jobs.delete_replay, replay_id, doing="deleting the replay", done="Replay deleted."):
+        open_replay(None)
 
 
 def header(replay) -> None:
@@ -273,13 +282,7 @@ def progress_bar(replay_id: int, seen_done: int) -> None:
 
 
 def cancel(replay_id: int) -> None:
-    try:
-        with db.begin() as session:
-            jobs.cancel_replay(session, actor, replay_id)
-    except ChatbotError as exc:
-        st.session_state["replays_error"] = (exc, "cancelling the replay")
-        return
-    st.toast("Replay cancelled.")
+    change(jobs.cancel_replay, replay_id, doing="cancelling the replay", done="Replay cancelled.")
 
 
 def running(replay_id: int, status: str, done: int) -> None:
@@ -336,11 +339,8 @@ def summary(numbers: compare.Summary) -> None:
 
 
 def save_verdict(item_id: int) -> None:
-    try:
-        with db.begin() as session:
-            jobs.set_verdict(session, actor, item_id, st.session_state.get(f"replays_verdict_{item_id}"))
-    except ChatbotError as exc:
-        st.session_state["replays_error"] = (exc, "saving the verdict")
+    verdict = st.session_state.get(f"replays_verdict_{item_id}")
+    change(functools.partial(jobs.set_verdict, verdict=verdict), item_id, doing="saving the verdict")
 
 
 def side_caption(flow, latency_ms, ttft_ms, tokens, status) -> str:
@@ -428,12 +428,7 @@ def rows(replay_id: int) -> None:
     for item in kept[page * ROWS_PER_PAGE:(page + 1) * ROWS_PER_PAGE]:
         row(item, diff=diff)
     if pages > 1:
-        back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
-        back.button("Previous", key="replays_prev", disabled=page == 0, on_click=turn_page, args=(-1,),
-                    icon=":material/chevron_left:", width="stretch")
-        where.caption(f"Page {page + 1} of {pages} · {len(kept)} questions")
-        forward.button("Next", key="replays_next", disabled=page + 1 >= pages, on_click=turn_page, args=(1,),
-                       icon=":material/chevron_right:", width="stretch")
+        ui.pager("replays", page, pages, f"Page {page + 1} of {pages} · {len(kept)} questions", turn_page)
 
 
 def downloads(replay) -> None:
