@@ -96,10 +96,13 @@ def iter_export_frames(
     pending, size = [], 0
     for batch in _conversation_batches(session, actor, filters, fetch):
         # Core rows, not ORM ones: a third less work per row, and nothing here needs the ORM.
-        query = _export_query(dialect, filters, batch).execution_options(stream_results=True, yield_per=fetch)
-        result = session.connection().execute(query)
-        # A batch of several conversations is put in order whole (it is at most ``fetch`` rows).
-        for rows in result.partitions() if len(batch) == 1 else [result.all()]:
+        query = _export_query(dialect, filters, batch)
+        if len(batch) == 1:  # one conversation of any size: streamed (a server-side cursor on PostgreSQL)
+            pieces = session.connection().execute(query.execution_options(stream_results=True, yield_per=fetch))
+            pieces = pieces.partitions()
+        else:  # several, about ``fetch`` rows together: read at once and put in order whole
+            pieces = [session.connection().execute(query).all()]
+        for rows in pieces:
             if not rows:
                 continue
             if pending and size + len(rows) > chunk_size:
