@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,28 @@ def show_error(exc: ChatbotError, *, doing: str) -> None:
 def markdown(text: str) -> None:
     """Outside Markdown (an answer, a question, a note) through the one sanitizer."""
     st.markdown(safe_html(text, resources.settings().allowed_image_hosts), unsafe_allow_html=True)
+
+
+def word_diff(diff_markdown: str, *, key: str) -> None:
+    """A word diff whose every word is escaped (chatbot.replays.compare.diff_markdown), through the
+    sanitizer; app.css colours its insertions (strong) and deletions (s) inside this container."""
+    with st.container(key=f"diff_{key}"):
+        markdown(diff_markdown)
+
+
+def download(write: Callable, *, audit: Callable, db, read) -> Callable[[], bytes]:
+    """A download made when it is clicked: ``audit(session)`` first in a transaction of its own (an
+    admin's export of what is not theirs is noted even if writing then fails), then ``write(session,
+    out)`` into a spooled temporary file, in a ``read`` session."""
+    def generate() -> bytes:
+        with db.begin() as session:
+            audit(session)
+        with tempfile.TemporaryFile() as spool, read.begin() as session:
+            write(session, spool)
+            spool.seek(0)
+            return spool.read()
+
+    return generate
 
 
 DATE_GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")

@@ -422,10 +422,12 @@ def _excel_values(name: str, column: pd.Series) -> list:
     values = _plain_values(name, column)
     if name in INTEGER_COLUMNS or name in BOOLEAN_COLUMNS:
         return values
-    return [None if value is None else _excel_text(value) for value in values]
+    return [None if value is None else excel_text(value) for value in values]
 
 
-def _excel_text(value: str) -> str:
+def excel_text(value: str) -> str:
+    """Text as an Excel cell takes it: XML-forbidden characters dropped, formulas neutralized, cut
+    (and said so) past 32,767 characters."""
     # Strip before neutralizing: "\x00=1" must not become "=1" after the check.
     text = neutralize_cell(_XML_FORBIDDEN.sub("", value))
     if len(text) * 2 <= EXCEL_MAX_CELL_CHARS or _utf16_len(text) <= EXCEL_MAX_CELL_CHARS:

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import math
-import tempfile
 import time
 
 import pandas as pd
@@ -287,15 +286,8 @@ if st.session_state.get("history_seen") != filters:  # new filters: back to the 
 # -- downloads: generated only when clicked, in a thread of their own -----------------------
 def download(write):
     """A download made when it is clicked: audited first, then written by ``write(session, out)``."""
-    def generate() -> bytes:
-        with db.begin() as session:
-            history.record_export(session, actor, filters)
-        with tempfile.TemporaryFile() as spool, readonly.begin() as session:
-            write(session, spool)
-            spool.seek(0)
-            return spool.read()
-
-    return generate
+    return ui.download(write, audit=lambda session: history.record_export(session, actor, filters), db=db,
+                       read=readonly)
 
 
 def export_file(label: str):
@@ -332,6 +324,13 @@ def downloads(rows: int) -> None:
     if too_many:
         st.warning(f"Excel holds at most 1,048,576 rows and this export has {rows:,} messages: "
                    "download CSV or Parquet instead, or narrow the filters.", icon=":material/table_view:")
+
+
+def replay_button() -> None:
+    """To the replays page with these filters: their questions asked again of another flow, compared."""
+    if st.button("Replay these questions", key="history_replay", icon=":material/compare_arrows:",
+                 help="Ask these conversations' questions again of another flow and compare the answers."):
+        st.switch_page("pages/replays.py", query_params=filters.to_query_params())
 
 
 # -- one conversation ------------------------------------------------------------------------
@@ -495,6 +494,7 @@ if tabs[0].open:
                      width="stretch")
         if matches:
             downloads(export_size())
+            replay_button()
         shown = [c for c in history.TABLE_COLUMNS if c != "id" and (c != "owner" or actor.is_admin)]
         selected = st.session_state.get("history_table", {}).get("selection", {}).get("rows", [])
         # The transcript opens beside the table on a wide screen; a phone stacks it under the table.

@@ -37,16 +37,29 @@ def test_outside_text_reaches_html_only_through_the_sanitizer():
 
 
 def test_the_ownership_rule_is_written_once():
-    """Only store.visible_to and store.owned_by compare a conversation's owner with the actor: every
-    query asks them, so no query can forget the rule or spell it differently."""
-    spelled = re.compile(r"(?<!SavedView)\.owner_id\s*==\s*actor\.id|actor\.id\s*==\s*Conversation\.owner_id")
+    """Only store.visible_to and store.owned_by compare a conversation's owner with the actor, and
+    only replays.jobs.replays_visible_to a replay's: every query asks them, so no query can forget
+    the rule or spell it differently."""
+    spelled = re.compile(r"(?<!SavedView)\.owner_id\s*==\s*actor\.id|actor\.id\s*==\s*(Conversation|Replay)\.owner_id")
     sources = [*(ROOT / "chatbot").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]
     found = {f"{path.relative_to(ROOT)}:{n}" for path in sources
              for n, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)}
     store_lines = (ROOT / "chatbot" / "store.py").read_text().splitlines()
     rule = {f"chatbot/store.py:{n}" for n, line in enumerate(store_lines, 1) if spelled.search(line)}
-    assert found == rule and len(rule) == 2, found
-    assert "def visible_to(actor: Actor)" in "\n".join(store_lines)
+    assert len(rule) == 2 and "def visible_to(actor: Actor)" in "\n".join(store_lines)
+    jobs = ROOT / "chatbot" / "replays" / "jobs.py"
+    replay_rule = {f"chatbot/replays/jobs.py:{n}" for n in _lines_of_function(jobs, "replays_visible_to")
+                   if spelled.search(jobs.read_text().splitlines()[n - 1])}
+    assert len(replay_rule) == 1, replay_rule
+    assert found == rule | replay_rule, found
+
+
+def _lines_of_function(path: Path, name: str) -> range:
+    """The line numbers of a module-level function's body."""
+    import ast
+
+    node = next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    return range(node.lineno, node.end_lineno + 1)
 
 
 def test_history_is_a_package_of_nouns():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import BinaryIO
 
 from sqlalchemy import select
@@ -34,11 +34,14 @@ FORMATS = {"eval-jsonl": ("Evaluation JSONL", "jsonl", "application/jsonl"),
 _BATCH = 500  # turns whose tags, notes and feedback are read at once
 
 
-def iter_turns(session: Session, actor: Actor, filters: HistoryFilter) -> Iterator[dict]:
+def iter_turns(
+    session: Session, actor: Actor, filters: HistoryFilter, *, statuses: Collection[str] = ("complete",)
+) -> Iterator[dict]:
     """The evaluation records (``EVAL_FIELDS``) of the matching conversations' answered turns.
 
     ``context`` is the conversation's earlier turns, [{"role", "content"}] in order (current
     versions only). With dates, only turns answered inside the range are kept, with their context.
+    ``statuses`` are the answers' that count as answered (a replay takes failed ones too).
     """
     where = conversation_filters(dialect_of(session), actor, filters, deleted_index=False)
     conversations = select(Conversation.id).where(*where)
@@ -61,7 +64,7 @@ def iter_turns(session: Session, actor: Actor, filters: HistoryFilter) -> Iterat
         if message.role == "user":
             questions[message.id] = last_question = message
         # An answer saved without reply_to (by older code) answers the question before it.
-        elif message.status == "complete" and (question := questions.get(message.reply_to, last_question)):
+        elif message.status in statuses and (question := questions.get(message.reply_to, last_question)):
             if _inside(message.created_at, since, until):
                 earlier = [turn for turn in context if turn["id"] < question.id]
                 pending.append((message, question, title, owner, [_turn(t) for t in earlier]))

@@ -1,0 +1,224 @@
+"""Replays on SQLite and PostgreSQL: their questions, who sees them, and the worker that runs them."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from chatbot import store
+from chatbot.errors import InputError, NotFoundError
+from chatbot.history import HistoryFilter, evaluation, notes
+from chatbot.models import AuditEntry, Conversation, Message, Replay, ReplayItem
+from chatbot.replays import jobs
+
+
+def chat(db, actor, title, turns, *, down: int | None = None, status: str = "complete") -> tuple[int, list[int]]:
+    """A conversation as the chat saves it; the answers' ids. ``down``: the answer (index) rated 👎."""
+    answers = []
+    with db.begin() as session:
+        conversation = store.create_conversation(session, actor, title=title)
+        for question, answer in turns:
+            asked = store.append_message(session, actor, conversation.id, role="user", content=question)
+            begun = store.begin_answer(session, actor, asked.id, engine="langflow", flow_id="flow-a")
+            store.update_answer(session, actor, begun.id, content=answer, status=status, flow_name="Support",
+                                flow_version="v3", latency_ms=1200, ttft_ms=300, total_tokens=42)
+            answers.append(begun.id)
+        if down is not None:
+            store.set_feedback(session, actor, answers[down], score=0, comment="wrong plan")
+    return conversation.id, answers
+
+
+@pytest.fixture
+def desk(db, users) -> dict:
+    """alice: a two-turn billing conversation (👎 on its 2nd answer, corrected) and a one-turn one;
+    bob: one conversation of his own."""
+    alice, bob = users["alice"], users["bob"]
+    ids = {}
+    ids["billing"], ids["billing_answers"] = chat(db, alice, "Billing", [
+        ("Why is my invoice late?", "Invoices go out on the 1st."),
+        ("How do I vacuum the billing table?", "Run VACUUM FULL nightly."),
+    ], down=1)
+    ids["vacation"], ids["vacation_answers"] = chat(db, alice, "Vacation", [("When is my vacation?", "In August.")])
+    ids["bob"], ids["bob_answers"] = chat(db, bob, "Bob's", [("What is the secret plan?", "Ask the DBA.")])
+    with db.begin() as session:
+        notes.set_note(session, alice, ids["billing_answers"][1], note="too harsh",
+                       corrected_answer="Run VACUUM (not FULL) nightly.")
+    return ids
+
+
+def plan(db, actor, *, limit=100, **filters) -> list[jobs.Question]:
+    with db.begin() as session:
+        return jobs.questions_from_filters(session, actor, HistoryFilter(**filters), limit=limit)
+
+
+def make(db, actor, questions, **options) -> int:
+    options = {"flow": "notes", "flow_label": "Notes", "source": "history filters"} | options
+    with db.begin() as session:
+        return jobs.create_replay(session, actor, questions, **options).id
+
+
+# -- the questions ------------------------------------------------------------------------------
+
+
+def test_questions_from_filters_carry_the_original_turn_and_its_context(db, users, desk):
+    questions = plan(db, users["alice"], search="vacuum")
+    assert [q.question for q in questions] == ["Why is my invoice late?", "How do I vacuum the billing table?"]
+    second = questions[1]
+    assert second.context == [{"role": "user", "content": "Why is my invoice late?"},
+                              {"role": "assistant", "content": "Invoices go out on the 1st."}]
+    assert (second.original_answer, second.original_status, second.original_flow) == (
+        "Run VACUUM FULL nightly.", "complete", "Support v3")
+    assert (second.original_latency_ms, second.original_ttft_ms, second.original_tokens) == (1200, 300, 42)
+    assert (second.original_feedback, second.original_comment) == (0, "wrong plan")
+    assert second.corrected_answer == "Run VACUUM (not FULL) nightly."
+    assert second.answer_id == desk["billing_answers"][1] and second.conversation_id == desk["billing"]
+
+
+def test_an_analyst_cannot_replay_anothers_conversations_and_an_admin_can(db, users, desk):
+    assert "What is the secret plan?" not in [q.question for q in plan(db, users["alice"])]
+    with pytest.raises(InputError, match="No answered questions match"):
+        plan(db, users["alice"], user="bob")
+    assert [q.question for q in plan(db, users["root"], user="bob")] == ["What is the secret plan?"]
+
+
+def test_failed_answers_are_replayed_too(db, users):
+    chat(db, users["alice"], "Broken", [("Does it fail?", "")], status="error")
+    assert [q.original_status for q in plan(db, users["alice"])] == ["error"]
+
+
+def test_more_questions_than_the_limit_are_refused_with_the_count(db, users, desk):
+    with pytest.raises(InputError) as refused:
+        plan(db, users["alice"], limit=2)
+    assert str(refused.value) == ("These filters match 3 questions; a replay takes at most 2 (REPLAY_MAX_QUESTIONS). "
+                                  "Narrow them (a date range, a tag) and try again.")
+
+
+def file_of(*records) -> bytes:
+    return "".join(json.dumps(record) + "\n" for record in records).encode()
+
+
+def test_a_file_replays_what_the_actor_can_see_and_hand_written_records(db, users, desk):
+    data = file_of(
+        {"answer_id": desk["billing_answers"][1], "question": "edited in the file", "answer": "edited too"},
+        {"answer_id": desk["bob_answers"][0], "conversation_id": desk["bob"], "question": "What is the secret plan?"},
+        {"question": "Hand-written?", "answer": "Yes.", "corrected_answer": "Yes!",
+         "context": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+    )
+    with db.begin() as session:
+        questions, notices = jobs.questions_from_file(session, users["alice"], "eval.jsonl", data, limit=10)
+    assert notices == ["1 question belongs to conversations you cannot see; they were left out."]
+    stored, written = questions
+    assert (stored.question, stored.original_answer) == ("How do I vacuum the billing table?", "Run VACUUM FULL nightly.")
+    assert stored.context[0] == {"role": "user", "content": "Why is my invoice late?"}
+    assert stored.corrected_answer == "Run VACUUM (not FULL) nightly." and stored.original_feedback == 0
+    assert (written.answer_id, written.question, written.original_answer, written.corrected_answer) == (
+        None, "Hand-written?", "Yes.", "Yes!")
+    assert written.context == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def test_an_evaluation_csv_is_read_like_the_jsonl(db, users, desk):
+    out = io.BytesIO()
+    with db.begin() as session:
+        evaluation.write_evaluation(session, users["alice"], HistoryFilter(search="vacuum"), "eval-csv", out)
+        questions, notices = jobs.questions_from_file(session, users["alice"], "eval.csv", out.getvalue(), limit=10)
+        assert notices == [] and [q.answer_id for q in questions] == desk["billing_answers"]
+        with pytest.raises(InputError, match="2 questions belong to conversations you cannot see"):
+            jobs.questions_from_file(session, users["bob"], "eval.csv", out.getvalue(), limit=10)
+    assert questions == plan(db, users["alice"], search="vacuum")
+
+
+def test_a_bad_file_line_is_named(db, users):
+    with db.begin() as session, pytest.raises(InputError, match="eval.jsonl line 2 is not valid JSON"):
+        jobs.questions_from_file(session, users["alice"], "eval.jsonl", b'{"question": "a"}\n{oops\n', limit=10)
+    with db.begin() as session, pytest.raises(InputError, match="eval.jsonl line 1 has no question"):
+        jobs.questions_from_file(session, users["alice"], "eval.jsonl", b'{"answer": "a"}\n', limit=10)
+    with db.begin() as session, pytest.raises(InputError, match="at most 1 "):
+        jobs.questions_from_file(session, users["alice"], "e.jsonl", file_of({"question": "a"}, {"question": "b"}),
+                                 limit=1)
+
+
+# -- the replays -----------------------------------------------------------------------------------
+
+
+def test_create_list_get_and_progress_are_scoped_to_the_owner(db, users, desk):
+    alice, bob, root = users["alice"], users["bob"], users["root"]
+    replay_id = make(db, alice, plan(db, alice), flow="flow-b", flow_label="Flow B", mode="context")
+    with db.begin() as session:
+        replay = jobs.get_replay(session, alice, replay_id)
+        assert (replay.name, replay.status, replay.total, replay.mode) == ("history filters → Flow B", "queued", 3,
+                                                                          "context")
+        assert [row.name for row in jobs.list_replays(session, alice)] == ["history filters → Flow B"]
+        assert jobs.list_replays(session, bob) == []
+        assert [(r.owner, r.total, r.done) for r in jobs.list_replays(session, root)] == [("alice", 3, 0)]
+        assert [i.position for i in jobs.items(session, alice, replay_id)] == [1, 2, 3]
+        progress = jobs.progress(session, alice, replay_id)
+        assert (progress.status, progress.total, progress.done, progress.fraction) == ("queued", 3, 0, 0.0)
+        for attempt in (jobs.get_replay, jobs.progress, jobs.items, jobs.cancel_replay, jobs.delete_replay):
+            with pytest.raises(NotFoundError, match="This replay does not exist or is not yours."):
+                attempt(session, bob, replay_id)
+
+
+def test_the_notes_engine_is_replayed_questions_only(db, users, desk):
+    replay_id = make(db, users["alice"], plan(db, users["alice"]), mode="context")
+    with db.begin() as session:
+        assert session.get(Replay, replay_id).mode == "questions"
+
+
+def test_an_admin_opening_anothers_replay_is_audited(db, users, desk):
+    replay_id = make(db, users["alice"], plan(db, users["alice"]), name="Billing check")
+    with db.begin() as session:
+        jobs.get_replay(session, users["alice"], replay_id)
+        jobs.get_replay(session, users["root"], replay_id)
+    with db.begin() as session:
+        entries = session.execute(select(AuditEntry.action, AuditEntry.target)).all()
+    assert entries == [("replay.view", f"replay {replay_id} “Billing check” of alice")]
+
+
+def test_cancel_cancels_the_waiting_questions(db, users, desk):
+    replay_id = make(db, users["alice"], plan(db, users["alice"]))
+    with db.begin() as session:
+        jobs.cancel_replay(session, users["root"], replay_id)
+    with db.begin() as session:
+        replay = session.get(Replay, replay_id)
+        assert replay.status == "cancelled" and replay.finished_at is not None
+        assert jobs.progress(session, users["alice"], replay_id).done == 3
+        statuses = session.scalars(select(ReplayItem.status).where(ReplayItem.replay_id == replay_id)).all()
+    assert statuses == ["cancelled"] * 3
+
+
+def test_verdicts_are_set_cleared_and_filtered(db, users, desk):
+    alice = users["alice"]
+    replay_id = make(db, alice, plan(db, alice))
+    with db.begin() as session:
+        first, second, third = jobs.items(session, alice, replay_id)
+        jobs.set_verdict(session, alice, first.id, "better")
+        jobs.set_verdict(session, users["root"], second.id, "worse")
+        with pytest.raises(NotFoundError):
+            jobs.set_verdict(session, users["bob"], third.id, "same")
+        with pytest.raises(InputError, match="Unknown verdict"):
+            jobs.set_verdict(session, alice, third.id, "great")
+    with db.begin() as session:
+        assert [i.position for i in jobs.items(session, alice, replay_id, show="better")] == [1]
+        assert [i.position for i in jobs.items(session, alice, replay_id, show="worse")] == [2]
+        assert [i.position for i in jobs.items(session, alice, replay_id, show="unjudged")] == [3]
+        assert [i.question for i in jobs.items(session, alice, replay_id, show="original_down")] == [
+            "How do I vacuum the billing table?"]
+        item = session.get(ReplayItem, first.id)
+        assert (item.verdict_by, item.verdict_at is not None) == (alice.id, True)
+        jobs.set_verdict(session, alice, first.id, None)
+        assert session.get(ReplayItem, first.id).verdict is None
+
+
+def test_delete_removes_the_replay_and_its_items(db, users, desk):
+    replay_id = make(db, users["alice"], plan(db, users["alice"]))
+    with db.begin() as session:
+        jobs.delete_replay(session, users["alice"], replay_id)
+    with db.begin() as session:
+        assert session.scalar(select(func.count()).select_from(ReplayItem)) == 0
+        assert session.get(Replay, replay_id) is None
+        # the originals are untouched
+        assert session.scalar(select(func.count()).select_from(Conversation)) == 3
+        assert session.scalar(select(func.count()).select_from(Message)) == 8
