@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import json
+import threading
+import time
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from chatbot import store
-from chatbot.errors import InputError, NotFoundError
+from chatbot.errors import ConfigError, InputError, NotFoundError
+from chatbot.flows import FlowDirectory, Route
 from chatbot.history import HistoryFilter, evaluation, notes
-from chatbot.models import AuditEntry, Conversation, Message, Replay, ReplayItem
+from chatbot.langflow import LangflowClient
+from chatbot.models import AuditEntry, Conversation, Message, Replay, ReplayItem, utcnow
+from chatbot.notes import NotesEngine, NotesIndex
 from chatbot.replays import jobs
+from chatbot.replays.worker import ReplayWorker, beat, claim_item, save_result
+from tests.conftest import NOTES
+from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, json_reply
 
 
 def chat(db, actor, title, turns, *, down: int | None = None, status: str = "complete") -> tuple[int, list[int]]:
@@ -222,3 +233,205 @@ def test_delete_removes_the_replay_and_its_items(db, users, desk):
         # the originals are untouched
         assert session.scalar(select(func.count()).select_from(Conversation)) == 3
         assert session.scalar(select(func.count()).select_from(Message)) == 8
+
+
+# -- the worker ------------------------------------------------------------------------------------
+
+
+def notes_route(_key: str) -> Route:
+    return Route(NotesEngine(NotesIndex.build(NOTES)))
+
+
+def langflow_route(server: ReplayServer, *, directory: bool = False):
+    """Routes to the local Langflow-wire server, through the real client (and flow directory)."""
+
+    def client(key: str) -> LangflowClient:
+        return LangflowClient(base_url=server.url, flow_id=key, api_key="sk-test-key-123", timeout=20)
+
+    flows = FlowDirectory(client) if directory else None
+    return lambda key: Route(client(key), key, flows)
+
+
+def questions(n: int) -> list[jobs.Question]:
+    return [jobs.Question(conversation_id=None, question_id=None, answer_id=None, question=f"question {i} vacuum")
+            for i in range(1, n + 1)]
+
+
+def item_rows(db, replay_id) -> list[ReplayItem]:
+    with db.begin() as session:
+        return list(session.scalars(select(ReplayItem).where(ReplayItem.replay_id == replay_id)
+                                    .order_by(ReplayItem.position)))
+
+
+def replay_row(db, replay_id) -> Replay:
+    with db.begin() as session:
+        return session.get(Replay, replay_id)
+
+
+def wait_for(condition, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_worker_replays_every_question_with_the_notes_engine_and_ends_done(db, users, desk):
+    alice = users["alice"]
+    replay_id = make(db, alice, plan(db, alice))
+    with db.begin() as session:
+        messages_before = session.scalar(select(func.count()).select_from(Message))
+    ReplayWorker(db, notes_route, concurrency=2).run_until_idle()
+    replay, rows = replay_row(db, replay_id), item_rows(db, replay_id)
+    assert (replay.status, replay.started_at is not None, replay.finished_at is not None) == ("done", True, True)
+    assert [row.status for row in rows] == ["complete"] * 3
+    assert all(row.answer and row.latency_ms is not None and row.attempts == 1 for row in rows)
+    vacuum = next(row for row in rows if row.question.startswith("How do I vacuum"))
+    assert "postgres-vacuum.md" in vacuum.answer and vacuum.flow_name == "notes"
+    assert len({row.session_id for row in rows}) == 3
+    with db.begin() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == messages_before
+        assert jobs.progress(session, alice, replay_id).fraction == 1.0
+
+
+def test_context_mode_asks_the_earlier_turns_first_in_a_fresh_session(db, users, desk, replay_langflow):
+    alice = users["alice"]
+    vacuum = [q for q in plan(db, alice) if q.question.startswith("How do I vacuum")]
+    replay_id = make(db, alice, vacuum, flow=FLOW_ID, flow_label="Replay flow", mode="context")
+    ReplayWorker(db, langflow_route(replay_langflow, directory=True)).run_until_idle()
+    asked = [(r.body["input_value"], r.body["session_id"]) for r in replay_langflow.requests]
+    [row] = item_rows(db, replay_id)
+    assert asked == [("Why is my invoice late?", row.session_id), ("How do I vacuum the billing table?", row.session_id)]
+    assert (row.status, row.answer, row.flow_name) == ("complete", "How do I vacuum the billing table?", "Replay flow")
+    assert row.ttft_ms is not None and row.conversation_id == desk["billing"]
+
+
+def test_a_flow_that_cannot_be_asked_fails_the_replay(db, users):
+    def nowhere(key):
+        raise ConfigError("LANGFLOW_URL", "is not set.")
+
+    replay_id = make(db, users["alice"], questions(3), flow="gone", flow_label="Gone")
+    ReplayWorker(db, nowhere).run_until_idle()
+    replay = replay_row(db, replay_id)
+    assert (replay.status, replay.error) == ("failed", "LANGFLOW_URL: is not set.")
+    assert [row.status for row in item_rows(db, replay_id)] == ["error", "cancelled", "cancelled"]
+
+
+def test_an_engine_error_is_the_items_error_and_the_replay_still_ends_done(db, users, replay_langflow):
+    replay_langflow.answer(json_reply({"detail": "flow exploded"}, status=500))
+    replay_id = make(db, users["alice"], questions(2), flow=FLOW_ID, flow_label="Replay flow")
+    ReplayWorker(db, langflow_route(replay_langflow), concurrency=1).run_until_idle()
+    rows = item_rows(db, replay_id)
+    assert [row.status for row in rows] == ["error", "complete"] and rows[0].error
+    assert replay_row(db, replay_id).status == "done"
+
+
+def age(db, replay_id, *, worker: str, seconds: float = 3600) -> None:
+    """Make the items ``worker`` claimed look abandoned: their heartbeat long ago."""
+    with db.begin() as session:
+        session.execute(update(ReplayItem).where(ReplayItem.replay_id == replay_id, ReplayItem.worker == worker)
+                        .values(heartbeat_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_a_killed_workers_questions_are_run_once_by_the_next_worker(db, users, replay_langflow):
+    replay_id = make(db, users["alice"], questions(5), flow=FLOW_ID, flow_label="Replay flow")
+    with db.begin() as session:  # the dead worker had taken two questions when it was killed
+        dead = [claim_item(session, "dead", limit=2, stale_seconds=30) for _ in range(2)]
+    age(db, replay_id, worker="dead")
+    ReplayWorker(db, langflow_route(replay_langflow), concurrency=2, name="alive").run_until_idle()
+    rows = item_rows(db, replay_id)
+    assert [row.status for row in rows] == ["complete"] * 5 and replay_row(db, replay_id).status == "done"
+    assert sorted(r.body["input_value"] for r in replay_langflow.requests) == [q.question for q in questions(5)]
+    assert [row.attempts for row in rows] == [2, 2, 1, 1, 1] and {row.worker for row in rows} == {"alive"}
+    with db.begin() as session:  # the dead worker wakes up: its results are dropped
+        assert not save_result(session, dead[0], status="complete", answer="stale answer")
+    assert item_rows(db, replay_id)[0].answer == "question 1 vacuum"
+
+
+def test_a_worker_presumed_dead_cannot_overwrite_the_rerun(db, users):
+    replay_id = make(db, users["alice"], questions(1))
+    with db.begin() as session:
+        first = claim_item(session, "slow", limit=2, stale_seconds=30)
+    with db.begin() as session:  # alive and beating: nobody else may take it
+        assert claim_item(session, "other", limit=2, stale_seconds=30) is None
+        assert beat(session, first)
+    age(db, replay_id, worker="slow")
+    with db.begin() as session:
+        second = claim_item(session, "other", limit=2, stale_seconds=30)
+    assert (second.item_id, second.attempts) == (first.item_id, 2)
+    with db.begin() as session:
+        assert not beat(session, first)
+        assert save_result(session, second, status="complete", answer="the re-run")
+    with db.begin() as session:
+        assert not save_result(session, first, status="complete", answer="the slow one")
+    [row] = item_rows(db, replay_id)
+    assert (row.answer, row.worker, row.attempts, row.status) == ("the re-run", "other", 2, "complete")
+    assert replay_row(db, replay_id).status == "done"
+
+
+class Gauge:
+    """A slow flow that notes how many questions it answers at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.now, self.most, self.calls = seconds, 0, 0, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request):
+        with self.lock:
+            self.now, self.calls = self.now + 1, self.calls + 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.now -= 1
+        return echo_flow(request, tokens=True)
+
+
+def test_two_workers_together_respect_the_concurrency_limit(db, users):
+    gauge = Gauge(0.3)
+    with ReplayServer(default=gauge) as server:
+        replay_id = make(db, users["alice"], questions(8), flow=FLOW_ID, flow_label="Replay flow")
+        workers = [ReplayWorker(db, langflow_route(server), concurrency=2, name=f"w{n}") for n in (1, 2)]
+        threads = [threading.Thread(target=worker.run_until_idle) for worker in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert [row.status for row in item_rows(db, replay_id)] == ["complete"] * 8
+    assert gauge.calls == 8 and gauge.most == 2
+
+
+def test_cancel_stops_the_replay_within_one_question(db, users):
+    slow = functools.partial(echo_flow, tokens=True)
+    words = " ".join(f"w{n}" for n in range(200))  # 200 tokens, 0.05 s apart: ten seconds an answer
+
+    def responder(request):
+        reply = slow(request)
+        return dataclasses.replace(reply, delay=0.05)
+
+    with ReplayServer(default=responder) as server:
+        many = [jobs.Question(None, None, None, f"{n} {words}") for n in range(4)]
+        replay_id = make(db, users["alice"], many, flow=FLOW_ID, flow_label="Replay flow")
+        worker = ReplayWorker(db, langflow_route(server), concurrency=1)
+        runner = threading.Thread(target=worker.run_until_idle)
+        runner.start()
+        wait_for(lambda: len(server.requests) == 1)
+        with db.begin() as session:
+            jobs.cancel_replay(session, users["alice"], replay_id)
+        cancelled = time.monotonic()
+        runner.join(30)
+        assert time.monotonic() - cancelled < 5  # the answer alone takes ten
+    rows = item_rows(db, replay_id)
+    assert [row.status for row in rows] == ["cancelled"] * 4 and len(server.requests) == 1
+    assert replay_row(db, replay_id).status == "cancelled"
+    with db.begin() as session:
+        assert jobs.progress(session, users["alice"], replay_id).done == 4
+
+
+def test_a_stopping_worker_gives_its_question_back(db, users):
+    gauge = Gauge(1.0)
+    with ReplayServer(default=gauge) as server:
+        replay_id = make(db, users["alice"], questions(1), flow=FLOW_ID, flow_label="Replay flow")
+        worker = ReplayWorker(db, langflow_route(server), concurrency=1).start()
+        wait_for(lambda: gauge.calls == 1)
+        worker.stop()
+    [row] = item_rows(db, replay_id)
+    assert (row.status, row.worker, row.attempts) == ("pending", None, 1)
