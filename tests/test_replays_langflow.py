@@ -171,7 +171,9 @@ def test_a_failing_flow_makes_error_items_with_the_message_people_read(langflow,
     with pytest.raises(EngineError) as failure:  # what the chat page would show for this flow
         list(route_for(langflow.failing_flow).backend.stream("hi", session_id=str(uuid.uuid4())))
 
-    items = replay(db, alice, route_for, tag, flow=langflow.failing_flow, label="Failing")
+    # One at a time: two failing runs at once can trip the test server's own SQLite ("database is
+    # locked" while Langflow records the failed job), which fails the run with that message instead.
+    items = replay(db, alice, route_for, tag, flow=langflow.failing_flow, label="Failing", concurrency=1)
 
     assert len(items) == 2
     for item in items:
