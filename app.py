@@ -63,6 +63,8 @@ first_run()
 try:
     settings = resources.settings()
     db = resources.database(settings.database_url, settings.db_pool_size)
+    resources.replay_worker(settings.database_url, settings.db_pool_size, settings.replay_concurrency,
+                            enabled=settings.replay_worker)
 except ConfigError as exc:
     st.title("The app is not configured correctly")
     st.error(f"Setting **{exc.setting}**: {str(exc).split(': ', 1)[1]}", icon=":material/settings:")

@@ -79,6 +79,11 @@ class Settings:
     max_preview_chars: int = 100_000
     allowed_image_hosts: frozenset[str] = frozenset()
     db_pool_size: int = 10
+    # Replays: questions asked at once across the deployment, questions per replay, and whether this
+    # process runs a replay worker (false: ``python -m chatbot replay worker`` runs elsewhere).
+    replay_concurrency: int = 2
+    replay_max_questions: int = 100
+    replay_worker: bool = True
     chatbot_env: str = DEVELOPMENT
     log_level: str = "INFO"
     log_format: str = "text"
@@ -161,6 +166,9 @@ def load_settings(
         max_preview_chars=_number(raw, "MAX_PREVIEW_CHARS", Settings.max_preview_chars, int),
         allowed_image_hosts=_hosts(raw.get("ALLOWED_IMAGE_HOSTS", "")),
         db_pool_size=_number(raw, "DB_POOL_SIZE", Settings.db_pool_size, int),
+        replay_concurrency=_number(raw, "REPLAY_CONCURRENCY", Settings.replay_concurrency, int),
+        replay_max_questions=_number(raw, "REPLAY_MAX_QUESTIONS", Settings.replay_max_questions, int),
+        replay_worker=_flag(raw, "REPLAY_WORKER", Settings.replay_worker),
         chatbot_env=env,
         log_level=_log_level(raw.get("LOG_LEVEL", Settings.log_level)),
         log_format=_choice(raw, "LOG_FORMAT", ("text", "json"), Settings.log_format),

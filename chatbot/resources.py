@@ -1,4 +1,5 @@
-"""The st.cache_resource factories: settings, database, HTTP session, engines. The one place that caches."""
+"""The st.cache_resource factories: settings, database, HTTP session, engines, the replay worker.
+The one place that caches."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from chatbot.flows import FlowDirectory, Route
 from chatbot.langflow import LangflowClient, make_http_session
 from chatbot.logs import configure_logging
 from chatbot.notes import NotesEngine, NotesIndex, notes_signature
+from chatbot.replays.worker import ReplayWorker
 
 logger = logging.getLogger(__name__)
 NOTES_CHECK_SECONDS = 5  # a changed note is re-indexed at the first question after this
@@ -111,3 +113,21 @@ def flow_directory(langflow_url: str, api_key: str | None, timeout: float) -> Fl
     http = http_session()
     return FlowDirectory(lambda key: LangflowClient(
         base_url=langflow_url, flow_id=key, api_key=api_key, timeout=timeout, http=http))
+
+
+def _stop_worker(worker: ReplayWorker | None) -> None:
+    if worker is not None:
+        worker.stop()
+
+
+@st.cache_resource(show_spinner=False, on_release=_stop_worker)  # a cleared cache stops its threads
+def replay_worker(database_url: str, pool_size: int = 10, concurrency: int = 2, *,
+                  enabled: bool = True) -> ReplayWorker | None:
+    """This process's replay worker, started at the first page load, so a restarted app resumes
+    queued and interrupted replays at once; None when REPLAY_WORKER is false (the command line
+    runs them). Its threads ask flows through ``route`` with the settings of the moment."""
+    if not enabled:
+        return None
+    worker = ReplayWorker(database(database_url, pool_size), lambda key: route(settings(), key),
+                          concurrency=concurrency)
+    return worker.start()

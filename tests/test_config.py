@@ -25,6 +25,12 @@ def test_defaults_need_no_configuration(tmp_path):
     assert (settings.database_url, settings.uses_langflow, settings.max_message_chars) == (
         "sqlite:///data/chatbot.db", False, 20_000)
     assert settings.langflow_timeout == 120.0 and not settings.is_production
+    assert (settings.replay_concurrency, settings.replay_max_questions, settings.replay_worker) == (2, 100, True)
+
+
+def test_replay_settings_are_read(tmp_path):
+    settings = load(tmp_path, REPLAY_CONCURRENCY="4", REPLAY_MAX_QUESTIONS="25", REPLAY_WORKER="false")
+    assert (settings.replay_concurrency, settings.replay_max_questions, settings.replay_worker) == (4, 25, False)
 
 
 def test_environment_wins_over_secrets(tmp_path):
@@ -51,6 +57,9 @@ def test_environment_wins_over_secrets(tmp_path):
     ({"LOGIN_LOCK_MINUTES": "0"}, "LOGIN_LOCK_MINUTES", "greater than 0"),
     ({"CLIENT_ADDRESS_HEADER": "X Real IP"}, "CLIENT_ADDRESS_HEADER", "use e.g. X-Real-IP"),
     ({"PASSWORD_MIN_LENGTH": "0"}, "PASSWORD_MIN_LENGTH", "greater than 0"),
+    ({"REPLAY_CONCURRENCY": "0"}, "REPLAY_CONCURRENCY", "greater than 0"),
+    ({"REPLAY_MAX_QUESTIONS": "many"}, "REPLAY_MAX_QUESTIONS", "must be a whole number"),
+    ({"REPLAY_WORKER": "sometimes"}, "REPLAY_WORKER", "true or false"),
 ])
 def test_a_bad_setting_is_named_with_what_to_fix(tmp_path, values, setting, hint):
     with pytest.raises(ConfigError) as raised:

@@ -310,7 +310,7 @@ def test_a_flow_that_cannot_be_asked_fails_the_replay(db, users):
         raise ConfigError("LANGFLOW_URL", "is not set.")
 
     replay_id = make(db, users["alice"], questions(3), flow="gone", flow_label="Gone")
-    ReplayWorker(db, nowhere).run_until_idle()
+    ReplayWorker(db, nowhere, concurrency=1).run_until_idle()
     replay = replay_row(db, replay_id)
     assert (replay.status, replay.error) == ("failed", "LANGFLOW_URL: is not set.")
     assert [row.status for row in item_rows(db, replay_id)] == ["error", "cancelled", "cancelled"]
