@@ -18,6 +18,7 @@ st.logo("/app/static/logo.svg", size="large")
 PAGES = [
     st.Page(HERE / "pages" / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(HERE / "pages" / "history.py", title="History", icon=":material/history:", url_path="history"),
+    st.Page(HERE / "pages" / "replays.py", title="Replays", icon=":material/compare_arrows:", url_path="replays"),
 ]
 # Admins only: not in an analyst's navigation, and the page refuses them itself too.
 ADMIN_PAGES = [st.Page(HERE / "pages" / "users.py", title="Users", icon=":material/group:", url_path="users")]

@@ -54,7 +54,7 @@ def test_the_diff_markdown_keeps_lines_and_drops_indents():
 def test_changed_ignores_whitespace_and_waits_for_the_answer():
     assert not compare.changed(item(answer="Q3 sales  were\n1.2M."))
     assert compare.changed(item(answer="Q3 sales were 1.3M."))
-    assert compare.changed(item(answer="", status="error", error="Langflow timed out."))
+    assert not compare.changed(item(answer="", status="error", error="Langflow timed out."))
     assert not compare.changed(item(answer=None, status="pending"))
 
 
@@ -75,7 +75,7 @@ def test_summary_counts_verdicts_errors_and_percentiles():
     assert (summary.replay_latency_p50_ms, summary.replay_latency_p95_ms) == (1000, 1900)
     assert (summary.original_latency_p50_ms, summary.original_latency_p95_ms) == (2000, 3800)
     assert (summary.replay_ttft_p50_ms, summary.original_ttft_p50_ms) == (100, 50)
-    assert summary.changed == 10 and summary.changed_share == 0.5
+    assert summary.changed == 9 and summary.changed_share == 9 / 19
 
 
 def test_summary_of_a_replay_not_started_has_no_rates():

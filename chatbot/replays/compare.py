@@ -1,6 +1,7 @@
 """A replay's comparison: word diffs, the summary at the top of the page, and its CSV / Excel / JSON files.
 
-Pure functions over ``ReplayItem`` rows (or anything with their attributes): no session, no Streamlit.
+Pure functions over ``ReplayItem`` rows (or anything with their attributes), but ``record_export``,
+which notes an admin's download of another's replay in the audit log.
 The files reuse chatbot/export.py's rules: CSV and Excel cells that a spreadsheet would run as a
 formula get a leading ``'`` (``export.neutralize_cell``), Excel drops what XML forbids and cuts a cell
 past 32,767 characters (``export.excel_text``); JSON keeps every string exactly.
@@ -22,10 +23,13 @@ from typing import BinaryIO
 
 import pandas as pd
 import xlsxwriter
+from sqlalchemy.orm import Session
 
-from chatbot import export
+from chatbot import export, store
+from chatbot.models import Replay, User
 from chatbot.render import plain_text
-from chatbot.store import version_label
+from chatbot.replays.jobs import replay_label
+from chatbot.store import Actor, version_label
 
 DIFF_OPS = ("same", "add", "del")
 FINISHED = ("complete", "error")  # a replayed question that has its answer (or its error)
@@ -97,8 +101,8 @@ def _normalized(text: str | None) -> str:
 
 def changed(item) -> bool:
     """The replayed answer says something else than the original (whitespace aside); False until it
-    has been replayed."""
-    return item.status in FINISHED and _normalized(item.original_answer) != _normalized(item.answer)
+    has an answer (a failed replay counts as an error, not a change: as jobs.items(show="changed"))."""
+    return item.status == "complete" and _normalized(item.original_answer) != _normalized(item.answer)
 
 
 # -- the summary --------------------------------------------------------------------------------
@@ -124,10 +128,12 @@ class Summary:
     original_ttft_p50_ms: int | None
     replay_ttft_p50_ms: int | None
 
+    answered: int  # replayed with an answer (not an error)
+
     @property
     def changed_share(self) -> float | None:
-        """Of the replayed questions, the share whose answer changed."""
-        return self.changed / self.replayed if self.replayed else None
+        """Of the replayed answers, the share that changed."""
+        return self.changed / self.answered if self.answered else None
 
 
 def summarize(items: Sequence) -> Summary:
@@ -138,6 +144,7 @@ def summarize(items: Sequence) -> Summary:
     return Summary(
         total=len(items), replayed=len(replayed), better=verdicts["better"], same=verdicts["same"],
         worse=verdicts["worse"], unjudged=verdicts[None], changed=sum(map(changed, replayed)),
+        answered=sum(1 for item in replayed if item.status == "complete"),
         original_error_rate=_share(originals, lambda item: item.original_status != "complete"),
         replay_error_rate=_share(replayed, lambda item: item.status == "error"),
         original_latency_p50_ms=percentile([item.original_latency_ms for item in items], 50),
@@ -252,3 +259,14 @@ FORMATS: dict[str, export.ExportFormat] = {
 def file_name(replay_name: str, extension: str) -> str:
     """'replay-Billing-Notes-RAG-v8.csv': safe on every OS."""
     return export.safe_filename(f"replay {replay_name}", extension)
+
+
+def record_export(session: Session, actor: Actor, replay_id: int) -> bool:
+    """Audit an admin's download of another user's replay ("replay.export"), as history exports
+    are; True when it was recorded. Call it in a write transaction before writing the file."""
+    replay = session.get(Replay, replay_id) if actor.is_admin else None
+    owner = session.get(User, replay.owner_id) if replay is not None else None
+    if owner is None or owner.id == actor.id:
+        return False
+    store.audit(session, actor, "replay.export", replay_label(replay, owner.username))
+    return True
