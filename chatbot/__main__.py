@@ -1,5 +1,6 @@
 """Command line: python -m chatbot users add|list|set-password|reset-password|set-role|unlock|deactivate|
-reactivate|remove|import, and export. The users commands are chatbot.accounts' operations, as on the users page."""
+reactivate|remove|import, export, and replay. The users commands are chatbot.accounts' operations, as on the
+users page; replay makes a replay of a saved view and runs it, or runs the queued replays (a scheduler's worker)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,27 @@ import datetime as dt
 import getpass
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
 from chatbot import accounts, export, history, store
 from chatbot import db as database
-from chatbot.config import load_settings, read_secrets_file
-from chatbot.errors import ChatbotError, InputError
-from chatbot.models import ROLES
+from chatbot.config import NOTES, Settings, load_settings, read_secrets_file
+from chatbot.errors import ChatbotError, ConfigError, InputError, NotFoundError
+from chatbot.flows import FlowDirectory, Route, parse_tweaks
+from chatbot.langflow import LangflowClient, make_http_session
+from chatbot.logs import configure_logging
+from chatbot.models import REPLAY_MODES, ROLES
+from chatbot.notes import NotesEngine, NotesIndex
+from chatbot.replays import jobs
+from chatbot.replays.worker import ReplayWorker
 
 EXIT_USAGE = 2
 EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel", "json": "JSON", "md": "Markdown", "parquet": "Parquet",
@@ -46,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(secrets=read_secrets_file(), check_engine=False)
         engine = database.make_engine(settings.database_url, pool_size=settings.db_pool_size)
         database.migrate(engine)
-        args.policy = accounts.LoginPolicy.of(settings)
+        args.policy, args.settings = accounts.LoginPolicy.of(settings), settings
         return args.run(args, database.session_factory(engine))
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -112,6 +121,22 @@ def _parser() -> argparse.ArgumentParser:
                          "prefix*, -word, OR, tag: fb: status: user: flow: version: after: before: latency>")
     exports.add_argument("--out", required=True, type=Path, help="the file to write (replaced only when complete)")
     exports.set_defaults(run=_export)
+
+    replay = commands.add_parser(
+        "replay", help="ask a saved view's questions again of a flow, in the foreground; or, with 'worker', "
+                       "run the replays queued on the app's Replays page (for a scheduler)")
+    replay.add_argument("worker", nargs="?", choices=["worker"],
+                        help="run queued replays until stopped (SIGTERM, Ctrl-C); with --once, until none waits")
+    replay.add_argument("--once", action="store_true", help="worker: run what waits, then exit")
+    replay.add_argument("--view", help="the saved view whose questions to replay (one the user can open)")
+    replay.add_argument("--flow", help="the flow to ask: its label or id in the catalog, or 'notes'")
+    replay.add_argument("--user", help="whose replay it is: only conversations they can see are replayed")
+    replay.add_argument("--mode", choices=REPLAY_MODES, default="context",
+                        help="context (default): ask each conversation's earlier questions first in a fresh "
+                             "session; questions: the question alone")
+    replay.add_argument("--tweaks", default="", help='JSON tweaks by component id, e.g. \'{"Model-x1": '
+                        '{"temperature": 0.2}}\'')
+    replay.set_defaults(run=_replay)
     return parser
 
 
@@ -351,6 +376,148 @@ def _check_target(path: Path) -> None:
     if not stat.S_ISREG(mode):
         kind = next((kind for test, kind in TARGET_KINDS if test(mode)), "not a file")
         raise InputError(f"Refusing to write {path}: it is {kind}, not a regular file. Choose another --out.")
+
+
+# -- replays ---------------------------------------------------------------------------------------
+
+
+def _replay(args, db) -> int:
+    configure_logging(args.settings.log_level, args.settings.log_format)
+    if args.worker:
+        if args.view or args.flow or args.user:
+            raise InputError("'replay worker' runs the queued replays; it takes no --view, --flow or --user.")
+        return _replay_worker(args, db)
+    missing = [option for option in ("view", "flow", "user") if not getattr(args, option)]
+    if missing:
+        raise InputError(f"replay needs {', '.join('--' + m for m in missing)} (or 'replay worker').")
+    settings: Settings = args.settings
+    flow, label = _catalog_flow(settings, args.flow)
+    tweaks = parse_tweaks(args.tweaks) or None
+    with db.begin() as session:
+        actor = store.Actor.of(store.require_user(session, args.user))
+        view = _view_named(session, actor, args.view)
+        questions = jobs.questions_from_filters(session, actor, view.filters, limit=settings.replay_max_questions)
+        replay = jobs.create_replay(session, actor, questions, flow=flow, flow_label=label,
+                                    source=f'view "{view.name}"', mode=args.mode, tweaks=tweaks,
+                                    filters=view.filters.to_query_params())
+        replay_id, name, total = replay.id, replay.name, replay.total
+    print(f"replay {replay_id} “{name}”: {total} questions")
+    worker = ReplayWorker(db, _routes(settings), concurrency=settings.replay_concurrency)
+    reader = database.readonly_factory(db.kw["bind"])  # each look its own snapshot, never the write lock
+
+    def progress() -> jobs.Progress:
+        with reader.begin() as session:
+            return jobs.progress(session, actor, replay_id)
+
+    done = _run_in_foreground(worker, replay_id, progress)
+    print(f"{done.status}: {done.complete} complete, {done.errors} failed, "
+          f"{done.done - done.complete - done.errors} cancelled, of {done.total}")
+    return 0
+
+
+def _run_in_foreground(worker: ReplayWorker, replay_id: int, progress: Callable[[], jobs.Progress]) -> jobs.Progress:
+    """Run the replay here, printing its progress, until it ends (some of its questions may be run
+    by other workers: the limit is the deployment's). Ctrl-C gives the running ones back."""
+    failures: list[Exception] = []
+    runner = threading.Thread(target=_catching(worker.run_until_idle, failures), args=(replay_id,), daemon=True)
+    runner.start()
+    shown = None
+    try:
+        while True:
+            runner.join(1.0)
+            now = progress()
+            if (now.done, now.status) != shown:
+                shown = (now.done, now.status)
+                print(f"{now.done}/{now.total} done ({now.errors} failed, {now.running} running)", flush=True)
+            if failures:
+                raise failures[0]
+            if now.status in jobs.FINISHED and not runner.is_alive():
+                return now
+            if not runner.is_alive():  # the rest runs elsewhere, or a stale claim frees up: try again
+                runner = threading.Thread(target=_catching(worker.run_until_idle, failures), args=(replay_id,),
+                                          daemon=True)
+                runner.start()
+    except KeyboardInterrupt:
+        worker.stop()
+        print("stopped: the replay goes on with the next worker (the app's, or 'replay worker')", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _catching(run: Callable, failures: list[Exception]) -> Callable:
+    def caught(*args):
+        try:
+            run(*args)
+        except Exception as exc:  # handed to the main thread, which reports it
+            failures.append(exc)
+    return caught
+
+
+def _replay_worker(args, db) -> int:
+    settings: Settings = args.settings
+    worker = ReplayWorker(db, _routes(settings), concurrency=settings.replay_concurrency)
+    if args.once:
+        worker.run_until_idle()
+        print(f"ran {worker.finished} questions; none waits")
+        return 0
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    worker.start()
+    print(f"replay worker {worker.name}: {settings.replay_concurrency} at a time; stop with Ctrl-C or SIGTERM",
+          flush=True)
+    try:
+        while not stopping.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    worker.stop()
+    print(f"stopped after {worker.finished} questions")
+    return 0
+
+
+def _catalog_flow(settings: Settings, wanted: str) -> tuple[str, str]:
+    """(catalog key, label) of --flow: a catalog entry's label or flow id, or 'notes'."""
+    text = wanted.strip()
+    if text.lower() == NOTES and settings.notes_engine:
+        return NOTES, "Notes"
+    for entry in settings.langflow_flows:
+        if text in (entry.flow, entry.label) or text.lower() == entry.label.lower():
+            return entry.flow, entry.label
+    names = [entry.label for entry in settings.langflow_flows] + ([NOTES] if settings.notes_engine else [])
+    raise NotFoundError(f"No flow {text!r} in the catalog; pick one of: {', '.join(names)}.")
+
+
+def _view_named(session, actor: store.Actor, name: str) -> history.views.View:
+    """The view of that name the actor can open: their own first, then one shared with them."""
+    views = history.views.list_views(session, actor)
+    found = [view for view in views if view.name == name.strip()]
+    if not found:
+        names = ", ".join(repr(view.name) for view in views) or "none"
+        raise NotFoundError(f"{actor.username} has no saved view {name.strip()!r} (views they can open: {names}).")
+    return found[0]
+
+
+def _routes(settings: Settings) -> Callable[[str], Route]:
+    """The engines a replay asks, outside Streamlit: the notes engine (indexed once) or a catalog flow."""
+    http, notes = make_http_session(), []
+
+    def client(key: str) -> LangflowClient:
+        return LangflowClient(base_url=settings.langflow_url, flow_id=key, api_key=settings.langflow_api_key,
+                              timeout=settings.langflow_timeout, http=http)
+
+    directory = FlowDirectory(client) if settings.uses_langflow else None
+    lock = threading.Lock()
+
+    def route(key: str) -> Route:
+        if key == NOTES:
+            with lock:
+                notes[:] = notes or [NotesIndex.build(settings.notes_dir)]
+            return Route(NotesEngine(notes[0]))
+        if not settings.uses_langflow:
+            raise ConfigError("LANGFLOW_URL", f"is not set, and this replay asks the Langflow flow {key!r}.")
+        entry = settings.flow_entry(key)
+        return Route(client(key), key, directory, tweaks=entry.tweaks if entry else {})
+
+    return route
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 import datetime as dt
 import math
 import time
+from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -47,6 +49,10 @@ WIDGET_DEFAULTS = {
 }  # fmt: skip
 
 actor = ui.require_actor()
+if (replay_params := st.session_state.pop("history_replay_params", None)) is not None:
+    # "Replay these questions" was pressed: the filters go as one parameter, ?history=<their query>
+    # (a history_* parameter is bound to this page's widgets, and a switch may not set it).
+    st.switch_page(Path(__file__).with_name("replays.py"), query_params=replay_params)
 settings = resources.settings()
 db = resources.database(settings.database_url, settings.db_pool_size)
 readonly = resources.readonly_database(settings.database_url, settings.db_pool_size)
@@ -328,9 +334,10 @@ def downloads(rows: int) -> None:
 
 def replay_button() -> None:
     """To the replays page with these filters: their questions asked again of another flow, compared."""
-    if st.button("Replay these questions", key="history_replay", icon=":material/compare_arrows:",
-                 help="Ask these conversations' questions again of another flow and compare the answers."):
-        st.switch_page("pages/replays.py", query_params=filters.to_query_params())
+    st.button("Replay these questions", key="history_replay", icon=":material/compare_arrows:",
+              on_click=st.session_state.__setitem__,
+              args=("history_replay_params", {"history": urlencode(filters.to_query_params(), doseq=True)}),
+              help="Ask these conversations' questions again of another flow and compare the answers.")
 
 
 # -- one conversation ------------------------------------------------------------------------

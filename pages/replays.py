@@ -5,6 +5,8 @@ open: its progress while it runs, the summary, the rows with their verdicts, and
 """
 
 
+from urllib.parse import parse_qs
+
 import pandas as pd
 import streamlit as st
 
@@ -13,11 +15,13 @@ from chatbot import flows, resources
 from chatbot.config import NOTES
 from chatbot.errors import ChatbotError
 from chatbot.history import HistoryFilter, views
-from chatbot.history.filters import PARAMS
 from chatbot.replays import compare, jobs
 
 POLL_SECONDS = 1.0  # how often a running replay's progress is read
 ROWS_PER_PAGE = 20
+TALL_CHARS = 700  # an answer longer than this scrolls inside a box of SIDE_HEIGHT pixels
+SIDE_HEIGHT = 360
+METRIC_WIDTH = 140  # px: five to a line beside the sidebar at 1280 px, two on a phone
 ACTIVE = ("queued", "running")
 SHOW_LABELS = {"all": "All", "changed": "Changed", "worse": "Worse", "original_down": "Original 👎",
                "errors": "Errors", "unjudged": "Unjudged"}  # fmt: skip
@@ -27,7 +31,7 @@ MODE_LABELS = {"context": "Earlier turns first", "questions": "Questions only"}
 SOURCE_LABELS = {"view": "A saved view", "filters": "The history filters in the link", "file": "An evaluation file"}
 STATUS_LABELS = {"queued": "Queued", "running": "Running", "done": "Done", "cancelled": "Cancelled", "failed": "Failed"}
 LIST_CONFIG = {
-    "name": st.column_config.TextColumn("Replay", width="large"),
+    "name": st.column_config.TextColumn("Replay", width="medium"),
     "owner": st.column_config.TextColumn("Owner", width="small"),
     "flow_label": st.column_config.TextColumn("Flow", width="medium"),
     "status": st.column_config.TextColumn("Status", width="small"),
@@ -86,10 +90,19 @@ def pick_replay(ids: list[int]) -> None:
 
 
 # -- a new replay --------------------------------------------------------------------------------
+def keep_if_offered(key: str, options: list) -> None:
+    """Forget a widget's value that is no longer among its options (a view deleted, the history link
+    gone, a flow out of the catalog): the widget starts again at its default."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
 def linked_filters() -> HistoryFilter | None:
-    """The history filters the history page's "Replay these questions" passed in the URL, if any."""
-    params = {key: st.query_params.get_all(key) for key in st.query_params if key in PARAMS.values()}
-    return HistoryFilter.from_query_params(params) if params else None
+    """The history filters the history page's "Replay these questions" passed: ?history=<the history
+    page's query>, e.g. ?history=history_search%3Dchurn; None without."""
+    linked = st.query_params.get("history", "")
+    params = parse_qs(linked[:ui.MAX_PARAM_CHARS])
+    return HistoryFilter.from_query_params(params) if linked else None
 
 
 def flow_problem(key: str) -> str | None:
@@ -105,6 +118,7 @@ def flow_picker() -> tuple[str, str]:
     choices = settings.choices() or [NOTES]
     labels = {key: flows.label_of(settings, key, flow_info(key)) for key in choices}
     problems = {key: flow_problem(key) for key in choices}
+    keep_if_offered("replays_flow", choices)
     key = st.selectbox("Ask", choices, key="replays_flow", help="The flow (or version) the questions are asked again.",
                        format_func=lambda k: labels[k] + (" (unavailable)" if problems[k] else ""))
     if problems[key]:
@@ -137,19 +151,21 @@ def admin_tweaks(flow: str) -> dict | None:
 def source_picker(linked: HistoryFilter | None):
     """Where the questions come from; returns (what reads them, source text, filters to keep)."""
     kinds = ["view", "file"] if linked is None else ["filters", "view", "file"]
+    keep_if_offered("replays_source", kinds)
     kind = st.segmented_control("Questions from", kinds, format_func=SOURCE_LABELS.get, key="replays_source",
                                 default=kinds[0], required=True)
     limit = settings.replay_max_questions
     if kind == "filters":
         st.caption(ui.plain_text("History filters: " + linked.describe()))
         return (lambda session: (jobs.questions_from_filters(session, actor, linked, limit=limit), []),
-                "history filters", linked.to_query_params())
+                f"history filters: {linked.describe()}", linked.to_query_params())
     if kind == "view":
         with readonly.begin() as session:
             saved = views.list_views(session, actor)
         if not saved:
             st.caption("No saved views yet: filter the History page, then save the view.")
             return None, "", None
+        keep_if_offered("replays_view", saved)
         view = st.selectbox("Saved view", saved, format_func=lambda v: v.label, key="replays_view")
         return (lambda session: (jobs.questions_from_filters(session, actor, view.filters, limit=limit), []),
                 f"view “{view.name}”", view.filters.to_query_params())
@@ -224,8 +240,9 @@ def header(replay) -> None:
               type="tertiary")
     st.title(ui.plain_text(replay.name))
     tweaked = " · with tweaks" if replay.tweaks else ""
-    st.caption(ui.plain_text(f"{replay.source} → {replay.flow_label} · {MODE_LABELS.get(replay.mode, replay.mode)}"
-                             f"{tweaked} · started {replay.created_at:%Y-%m-%d %H:%M} UTC"))
+    st.caption(ui.plain_text(f"Questions from {replay.source}, asked of {replay.flow_label} · "
+                             f"{MODE_LABELS.get(replay.mode, replay.mode).lower()}{tweaked} · "
+                             f"started {replay.created_at:%Y-%m-%d %H:%M} UTC"))
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -270,36 +287,37 @@ def share(value: float | None) -> str:
 
 def faster(replayed: int | None, original: int | None) -> str | None:
     """The metric's delta: '-300 ms' when the replay was faster."""
-    if replayed is None or original is None:
+    if replayed is None or original is None or replayed == original:
         return None
     return ("-" if replayed < original else "+") + ui.duration(abs(replayed - original))
 
 
 def summary(numbers: compare.Summary) -> None:
     """The verdicts, then each side's errors and timing: the replayed value, the arrow against the original."""
-    verdicts = st.columns(5)
-    verdicts[0].metric("Better", numbers.better)
-    verdicts[1].metric("Same", numbers.same)
-    verdicts[2].metric("Worse", numbers.worse)
-    verdicts[3].metric("Unjudged", numbers.unjudged)
-    verdicts[4].metric("Answers changed", share(numbers.changed_share),
-                       help=f"{numbers.changed} of the {numbers.answered} replayed answers say something else.")
-    timing = st.columns(4)
+    # Rows that wrap: a phone shows two numbers a line, not one.
+    verdicts = st.container(horizontal=True, gap="small", key="replays_verdicts")
+    for label, count in (("Better", numbers.better), ("Same", numbers.same), ("Worse", numbers.worse),
+                         ("Unjudged", numbers.unjudged)):
+        verdicts.metric(label, count, width=METRIC_WIDTH)
+    verdicts.metric("Answers changed", share(numbers.changed_share), width=METRIC_WIDTH,
+                    help=f"{numbers.changed} of the {numbers.answered} replayed answers say something else.")
+    timing = st.container(horizontal=True, gap="small", key="replays_timing")
     error_delta = None
-    if numbers.replay_error_rate is not None and numbers.original_error_rate is not None:
+    if None not in (numbers.replay_error_rate, numbers.original_error_rate) \
+            and numbers.replay_error_rate != numbers.original_error_rate:
         error_delta = f"{100 * (numbers.replay_error_rate - numbers.original_error_rate):+.0f} points"
-    timing[0].metric("Error rate", share(numbers.replay_error_rate), delta=error_delta, delta_color="inverse",
-                     help=f"Original: {share(numbers.original_error_rate)}")
-    for column, label, replayed, original in (
-        (timing[1], "Latency p50", numbers.replay_latency_p50_ms, numbers.original_latency_p50_ms),
-        (timing[2], "Latency p95", numbers.replay_latency_p95_ms, numbers.original_latency_p95_ms),
-        (timing[3], "First token p50", numbers.replay_ttft_p50_ms, numbers.original_ttft_p50_ms),
+    timing.metric("Error rate", share(numbers.replay_error_rate), delta=error_delta, delta_color="inverse",
+                  help=f"Original: {share(numbers.original_error_rate)}", width=METRIC_WIDTH)
+    for label, replayed, original in (
+        ("Latency p50", numbers.replay_latency_p50_ms, numbers.original_latency_p50_ms),
+        ("Latency p95", numbers.replay_latency_p95_ms, numbers.original_latency_p95_ms),
+        ("First token p50", numbers.replay_ttft_p50_ms, numbers.original_ttft_p50_ms),
     ):
-        column.metric(label, milliseconds(replayed), delta=faster(replayed, original), delta_color="inverse",
-                      help=f"Original: {milliseconds(original)}")
-    st.caption(f"Replayed answers, the arrow against the originals: error rate {share(numbers.original_error_rate)}, "
-               f"latency p50 {milliseconds(numbers.original_latency_p50_ms)}, "
-               f"p95 {milliseconds(numbers.original_latency_p95_ms)}.")
+        timing.metric(label, milliseconds(replayed), delta=faster(replayed, original), delta_color="inverse",
+                      help=f"Original: {milliseconds(original)}", width=METRIC_WIDTH)
+    st.caption(f"The replayed answers' numbers; each arrow compares with the originals' (error rate "
+               f"{share(numbers.original_error_rate)}, latency p50 {milliseconds(numbers.original_latency_p50_ms)}, "
+               f"p95 {milliseconds(numbers.original_latency_p95_ms)}).")
 
 
 def save_verdict(item_id: int) -> None:
@@ -317,10 +335,16 @@ def side_caption(flow, latency_ms, ttft_ms, tokens, status) -> str:
     return ui.plain_text(" · ".join(str(p) for p in parts if p))
 
 
+def answer_box(text: str):
+    """Where an answer goes: a long one scrolls in a box, so the two sides of a row stay side by side."""
+    return st.container(height=SIDE_HEIGHT, border=False) if len(text) > TALL_CHARS else st.container()
+
+
 def original_side(item) -> None:
     st.caption("**Original**")
     if item.original_answer:
-        ui.long_text(item.original_answer, key=f"replays_original_{item.id}")
+        with answer_box(item.original_answer):
+            ui.long_text(item.original_answer, key=f"replays_original_{item.id}")
     st.caption(side_caption(item.original_flow, item.original_latency_ms, item.original_ttft_ms, item.original_tokens,
                             item.original_status))
     if item.original_feedback is not None:
@@ -338,10 +362,11 @@ def replayed_side(item, *, diff: bool) -> None:
     if item.status == "cancelled":
         st.caption("Cancelled before it was asked.")
         return
-    if diff and item.answer is not None:
-        ui.word_diff(compare.diff_markdown(compare.word_diff(item.original_answer, item.answer)), key=str(item.id))
-    elif item.answer:
-        ui.long_text(item.answer, key=f"replays_answer_{item.id}")
+    with answer_box(item.answer or ""):
+        if diff and item.answer is not None:
+            ui.word_diff(compare.diff_markdown(compare.word_diff(item.original_answer, item.answer)), key=str(item.id))
+        elif item.answer:
+            ui.long_text(item.answer, key=f"replays_answer_{item.id}")
     if item.status == "error":
         st.error(ui.plain_text(f"No answer: {item.error or 'the flow failed.'}"), icon=":material/error:")
     flow = " ".join(p for p in (item.flow_name, item.flow_version) if p)
@@ -374,7 +399,7 @@ def rows(replay_id: int) -> None:
     """The rows the filter keeps, a page at a time, with the word diff toggle."""
     tools = st.columns([3, 1], vertical_alignment="bottom")
     show = tools[0].segmented_control("Show", list(SHOW_LABELS), format_func=SHOW_LABELS.get, key="replays_show",
-                                      default="all", required=True)
+                                      default="all", required=True, wrap=True)
     diff = tools[1].toggle("Word diff", key="replays_diff",
                            help="The replayed answer with its added words in green and removed ones struck in red.")
     with readonly.begin() as session:

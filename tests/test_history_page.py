@@ -150,6 +150,11 @@ def test_download_buttons_are_the_export_formats(users, chats):
     assert "Download the 4 messages of these conversations:" in captions(at)
 
 
+def test_the_matching_questions_can_be_replayed_when_something_matches(users, chats):
+    assert "history_replay" in [b.key for b in open_page(users["alice"]).button]
+    assert "history_replay" not in [b.key for b in open_page(users["alice"], history_search="nothing-like-it").button]
+
+
 def test_excel_is_refused_past_its_row_limit(users, chats, monkeypatch):
     monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)
     at = open_page(users["alice"])

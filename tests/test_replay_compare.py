@@ -8,9 +8,10 @@ import json
 
 import openpyxl
 
+from chatbot import store
 from chatbot.models import ReplayItem
 from chatbot.render import safe_html
-from chatbot.replays import compare
+from chatbot.replays import compare, jobs
 
 
 def item(position=1, *, answer="Q3 sales were 1.2M.", original="Q3 sales were 1.2M.", status="complete",
@@ -147,3 +148,17 @@ def test_json_keeps_every_string_and_parses_back():
 
 def test_file_names_are_safe():
     assert compare.file_name("view “Billing” → Notes RAG", "csv") == "replay-view-Billing-Notes-RAG.csv"
+
+
+def test_an_admin_downloading_another_users_replay_is_audited(db, users):
+    alice, root = users["alice"], users["root"]
+    with db.begin() as session:
+        question = jobs.Question(conversation_id=None, question_id=None, answer_id=None, question="Churn?")
+        replay = jobs.create_replay(session, alice, [question], flow="notes", flow_label="Notes", source="file q.csv")
+        assert not compare.record_export(session, alice, replay.id)
+        assert compare.record_export(session, root, replay.id)
+        mine = jobs.create_replay(session, root, [question], flow="notes", flow_label="Notes", source="file q.csv")
+        assert not compare.record_export(session, root, mine.id)
+    with db.begin() as session:
+        assert store.list_audit(session, root)[0][1:] == (
+            "root", "replay.export", f"replay {replay.id} “file q.csv → Notes” of alice")

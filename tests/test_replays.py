@@ -6,17 +6,21 @@ import dataclasses
 import functools
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
 
 import pytest
+import streamlit as st
 from sqlalchemy import func, select, update
 
-from chatbot import store
+from chatbot import resources, store
 from chatbot.errors import ConfigError, InputError, NotFoundError
 from chatbot.flows import FlowDirectory, Route
-from chatbot.history import HistoryFilter, evaluation, notes
+from chatbot.history import HistoryFilter, evaluation, notes, views
 from chatbot.langflow import LangflowClient
 from chatbot.models import AuditEntry, Conversation, Message, Replay, ReplayItem, utcnow
 from chatbot.notes import NotesEngine, NotesIndex
@@ -24,6 +28,7 @@ from chatbot.replays import jobs
 from chatbot.replays.worker import ReplayWorker, beat, claim_item, save_result
 from tests.conftest import NOTES
 from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, json_reply
+from tests.test_cli import ROOT
 
 
 def chat(db, actor, title, turns, *, down: int | None = None, status: str = "complete") -> tuple[int, list[int]]:
@@ -368,6 +373,29 @@ def test_a_worker_presumed_dead_cannot_overwrite_the_rerun(db, users):
     assert replay_row(db, replay_id).status == "done"
 
 
+def test_two_workers_finishing_the_last_questions_at_once_end_the_replay(db, users):
+    """Regression: on PostgreSQL each saw the other's question still running, and the replay
+    stayed 'running' with every question done (the command line waited for it forever)."""
+    replay_id = make(db, users["alice"], questions(2))
+    with db.begin() as session:
+        first, second = (claim_item(session, name, limit=2, stale_seconds=30) for name in ("a", "b"))
+    with db() as session:
+        session.begin()
+        assert save_result(session, first, status="complete", answer="a")
+        other = threading.Thread(target=lambda: _save(db, second))
+        other.start()
+        time.sleep(0.3)  # let the second worker reach its save while the first has not committed
+        session.commit()
+    other.join(30)
+    replay = replay_row(db, replay_id)
+    assert (replay.status, [row.status for row in item_rows(db, replay_id)]) == ("done", ["complete", "complete"])
+
+
+def _save(db, claim) -> None:
+    with db.begin() as session:
+        assert save_result(session, claim, status="complete", answer="b")
+
+
 class Gauge:
     """A slow flow that notes how many questions it answers at once."""
 
@@ -435,3 +463,91 @@ def test_a_stopping_worker_gives_its_question_back(db, users):
         worker.stop()
     [row] = item_rows(db, replay_id)
     assert (row.status, row.worker, row.attempts) == ("pending", None, 1)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(database_url, db):
+    """``python -m chatbot`` in a subprocess against the test database, the repository's notes, no Langflow."""
+
+    def run(*args, **env):
+        values = {k: v for k, v in os.environ.items() if not k.startswith("LANGFLOW_")}
+        values |= {"DATABASE_URL": database_url, "NOTES_DIR": str(NOTES), **env}
+        return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True, text=True,
+                              cwd=ROOT, env=values, timeout=120)
+
+    return run
+
+
+def save_view(db, actor, name, *, shared=False, **filters) -> None:
+    with db.begin() as session:
+        views.save_view(session, actor, name, HistoryFilter(**filters), shared=shared)
+
+
+def test_the_command_line_replays_a_saved_view_in_the_foreground(cli, db, users, desk):
+    save_view(db, users["alice"], "Billing", search="vacuum")
+    result = cli("replay", "--view", "Billing", "--flow", "notes", "--user", "alice")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "replay 1 “view \"Billing\" → Notes”: 2 questions"
+    assert lines[-1] == "done: 2 complete, 0 failed, 0 cancelled, of 2"
+    replay = replay_row(db, 1)
+    assert (replay.status, replay.owner_id, replay.mode, replay.filters) == (
+        "done", users["alice"].id, "questions", {"history_search": "vacuum"})
+    assert [row.status for row in item_rows(db, 1)] == ["complete", "complete"]
+
+
+def test_the_command_line_asks_a_catalog_flow_by_its_label(cli, db, users, desk, replay_langflow):
+    save_view(db, users["alice"], "Billing", search="vacuum")
+    catalog = json.dumps([{"flow": FLOW_ID, "label": "Flow B"}])
+    result = cli("replay", "--view", "Billing", "--flow", "flow b", "--user", "alice", "--mode", "context",
+                 LANGFLOW_URL=replay_langflow.url, LANGFLOW_FLOWS=catalog, LANGFLOW_API_KEY="sk-test-key-123")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "done: 2 complete, 0 failed, 0 cancelled, of 2"
+    assert [r.body["input_value"] for r in replay_langflow.requests].count("Why is my invoice late?") == 2
+    assert len(replay_langflow.requests) == 3  # the second question asked its earlier turn first
+    assert replay_row(db, 1).flow_label == "Flow B"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--view", "Billing", "--flow", "notes", "--user", "nobody"), "error: No user 'nobody'."),
+    (("--view", "Nope", "--flow", "notes", "--user", "alice"),
+     "error: alice has no saved view 'Nope' (views they can open: 'Billing')."),
+    (("--view", "Billing", "--flow", "Flow B", "--user", "alice"),
+     "error: No flow 'Flow B' in the catalog; pick one of: notes."),
+    (("--view", "Billing", "--flow", "notes", "--user", "bob"), "error: No answered questions match"),
+    (("--view", "Billing", "--user", "alice"), "error: replay needs --flow"),
+    (("--view", "Billing", "--flow", "notes", "--user", "alice", "--tweaks", "{"), "error: The tweaks are not valid"),
+])
+def test_command_line_mistakes_are_one_line_and_make_no_replay(cli, db, users, desk, args, message):
+    save_view(db, users["alice"], "Billing", shared=True, search="vacuum")  # bob sees none of it
+    result = cli("replay", *args)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    with db.begin() as session:
+        assert session.scalar(select(func.count()).select_from(Replay)) == 0
+
+
+def test_the_worker_command_runs_the_queued_replays_once(cli, db, users, desk):
+    replay_id = make(db, users["alice"], plan(db, users["alice"]))
+    result = cli("replay", "worker", "--once")
+    assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "ran 3 questions; none waits"), result.stderr
+    assert replay_row(db, replay_id).status == "done"
+
+
+# -- the app's worker --------------------------------------------------------------------------------
+
+
+def test_the_app_runs_queued_replays_in_one_worker_that_a_cleared_cache_stops(app_db):
+    url = os.environ["DATABASE_URL"]
+    with app_db.begin() as session:
+        alice = store.Actor.of(store.get_user(session, "alice"))
+    replay_id = make(app_db, alice, questions(2))
+    assert resources.replay_worker(url, enabled=False) is None
+    worker = resources.replay_worker(url)
+    assert resources.replay_worker(url) is worker  # one per process, however many page loads
+    wait_for(lambda: replay_row(app_db, replay_id).status == "done")  # routed by resources.route, off-script
+    assert [row.status for row in item_rows(app_db, replay_id)] == ["complete", "complete"]
+    st.cache_resource.clear()
+    assert worker._stopping.is_set() and not worker._threads

@@ -15,10 +15,11 @@ from chatbot.models import AuditEntry
 from chatbot.notes import NotesEngine, NotesIndex
 from chatbot.replays import jobs
 from chatbot.replays.worker import ReplayWorker
-from tests.apps import shown
+from tests.apps import logged_in, shown
 from tests.conftest import NOTES
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "replays.py")
+HISTORY = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
 QUESTIONS = {"Q3 sales?": "Q3 sales were 1.2M.", "Churn by region?": "Churn is 4% in the north.",
              "Forecast?": "Flat."}  # fmt: skip
 REPLIES = {"Q3 sales?": "Q3 sales were 1.3M.", "Churn by region?": "Churn is 4% in the north.", "Forecast?": "Growing."}
@@ -141,9 +142,17 @@ def test_another_analyst_cannot_open_the_replay_by_its_url(app_db, alice_view):
 
 def test_an_admin_sees_every_replay_with_its_owner_and_opening_one_is_audited(app_db, alice_view):
     _, replay_id = start_from_the_view(app_db)
+    with app_db.begin() as session:
+        question = jobs.Question(conversation_id=None, question_id=None, answer_id=None, question="Forecast?")
+        jobs.create_replay(session, actor(app_db, "bob"), [question], flow="notes", flow_label="Notes",
+                           source="file bob.jsonl")
     at = open_page(app_db, "root")
     listed = at.dataframe(key="replays_table")
-    assert listed.value["owner"].tolist() == ["alice"] and "owner" in listed.proto.column_order
+    assert listed.value[["name", "owner"]].values.tolist() == [
+        ["file bob.jsonl → Notes", "bob"], ["view “Mine” → Notes", "alice"]]
+    assert "owner" in listed.proto.column_order
+    mine = open_page(app_db, "alice").dataframe(key="replays_table")
+    assert mine.value["name"].tolist() == ["view “Mine” → Notes"] and "owner" not in mine.proto.column_order
     at = open_page(app_db, "root", replay=str(replay_id))
     assert not errors(at) and shown(at.title[0].value) == "view “Mine” → Notes"
     with app_db.begin() as session:
@@ -161,7 +170,7 @@ def test_a_replay_past_the_question_limit_is_refused_and_says_why(app_db, alice_
 
 
 def test_history_filters_in_the_link_are_a_source(app_db, alice_view):
-    at = open_page(app_db, "alice", history_search="churn")
+    at = open_page(app_db, "alice", history="history_search=churn")
     assert at.segmented_control(key="replays_source").value == "filters"
     assert "History filters: search=churn" in captions(at)
     assert "This replay asks 1 question of Notes." in captions(at)
@@ -170,3 +179,31 @@ def test_history_filters_in_the_link_are_a_source(app_db, alice_view):
 def test_the_tweaks_box_is_for_admins_only(app_db, alice_view, replay_langflow):
     assert "replays_tweaks" in [t.key for t in open_page(app_db, "root").text_area]
     assert "replays_tweaks" not in [t.key for t in open_page(app_db, "alice").text_area]
+
+
+def test_back_from_a_history_link_the_form_offers_the_saved_view_again(app_db, alice_view):
+    at = open_page(app_db, "alice", history="history_search=churn")
+    at.query_params.clear()
+    rerun(at)
+    assert at.segmented_control(key="replays_source").value == "view"
+    assert "This replay asks 3 questions of Notes." in captions(at)
+
+
+def test_cancel_stops_a_queued_replay(app_db, alice_view):
+    at, replay_id = start_from_the_view(app_db)
+    rerun(at.button(key="replays_cancel").click())
+    assert [i.value for i in at.info] == ["Cancelled after 0 of 3 questions."]
+    assert not at.get("progress") and "replays_cancel" not in [b.key for b in at.button]
+    assert open_page(app_db, "alice").dataframe(key="replays_table").value["status"].tolist() == ["Cancelled"]
+
+
+def test_replay_these_questions_opens_the_form_with_the_history_filters(app_db, alice_view):
+    """Through the whole app: a history_* parameter is bound to a History widget, so the switch
+    passes the filters as ?history=... (setting history_search itself failed in the browser)."""
+    at = logged_in()
+    rerun(at.switch_page(HISTORY))
+    rerun(at.text_input(key="history_search").input("churn"))
+    rerun(at.button(key="history_replay").click())
+    assert at.query_params["history"] in ("history_search=churn", ["history_search=churn"])
+    assert at.segmented_control(key="replays_source").value == "filters"
+    assert "This replay asks 1 question of Notes." in captions(at)

@@ -140,7 +140,7 @@ def test_a_one_time_password_leads_to_choosing_ones_own_first(app_db):
 
 def test_only_admins_have_the_users_page_in_the_navigation(app_db):
     """An analyst's st.navigation has no users page: /users is not a page of theirs."""
-    with pytest.raises(ValueError, match=r"Known pages: \[[^]]*chat.py'[^]]*history.py'\]"):
+    with pytest.raises(ValueError, match=r"Known pages: \[[^]]*chat.py'[^]]*history.py'[^]]*replays.py'\]"):
         logged_in().switch_page(PAGE)
     at = logged_in("root")
     at.switch_page(PAGE)

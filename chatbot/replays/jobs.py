@@ -390,11 +390,14 @@ def list_replays(session: Session, actor: Actor) -> list[ReplaySummaryRow]:
     ]  # fmt: skip
 
 
-def _visible(session: Session, actor: Actor, replay_id: int) -> tuple[Replay, str]:
-    found = session.execute(
+def _visible(session: Session, actor: Actor, replay_id: int, *, lock: bool = False) -> tuple[Replay, str]:
+    """The replay and its owner's username; ``lock`` takes its row lock (the worker's order: the
+    replay, then its items)."""
+    query = (
         select(Replay, User.username).join(User, User.id == Replay.owner_id)
         .where(Replay.id == replay_id, replays_visible_to(actor))
-    ).one_or_none()
+    )
+    found = session.execute(query.with_for_update(of=Replay) if lock else query).one_or_none()
     if found is None:
         raise NotFoundError(NOT_YOURS)
     return found[0], found[1]
@@ -444,7 +447,7 @@ def progress(session: Session, actor: Actor, replay_id: int) -> Progress:
 def cancel_replay(session: Session, actor: Actor, replay_id: int) -> None:
     """Stop the replay: its waiting questions are cancelled now, a running one by its worker
     within a second. A replay that has ended stays as it ended."""
-    replay, _owner = _visible(session, actor, replay_id)
+    replay, _owner = _visible(session, actor, replay_id, lock=True)
     if replay.status in FINISHED:
         return
     now = utcnow()
@@ -497,6 +500,6 @@ def set_verdict(session: Session, actor: Actor, item_id: int, verdict: str | Non
 
 def delete_replay(session: Session, actor: Actor, replay_id: int) -> None:
     """Delete the replay and its answers and verdicts (a running worker's result is then dropped)."""
-    _visible(session, actor, replay_id)
+    _visible(session, actor, replay_id, lock=True)
     session.execute(delete(ReplayItem).where(ReplayItem.replay_id == replay_id))
     session.execute(delete(Replay).where(Replay.id == replay_id))

@@ -87,6 +87,7 @@ def claim_item(
     if found is None:
         return None
     item_id, owner_replay, attempts = found
+    _lock(session, owner_replay)
     taken = session.execute(
         update(ReplayItem).where(ReplayItem.id == item_id, ReplayItem.attempts == attempts, *_claimable(stale))
         .values(status="running", worker=worker, attempts=attempts + 1, heartbeat_at=now, started_at=now,
@@ -112,6 +113,13 @@ def _drop_orphans_of_ended_replays(session: Session, stale, now) -> None:
     )  # fmt: skip
 
 
+def _lock(session: Session, replay_id: int) -> None:
+    """Take the replay's row lock first, in every transaction that changes it and its items (the
+    same order everywhere: no deadlocks). Two workers finishing its last two questions at once
+    would otherwise each still see the other's as running, and neither would end the replay."""
+    session.execute(select(Replay.id).where(Replay.id == replay_id).with_for_update())
+
+
 def _still_mine(claim: Claim):
     return (ReplayItem.id == claim.item_id, ReplayItem.worker == claim.worker,
             ReplayItem.attempts == claim.attempts, ReplayItem.status == "running")
@@ -126,6 +134,7 @@ def save_result(session: Session, claim: Claim, **values) -> bool:
     """Save the item's result if it is still this claim's; then end the replay when nothing of it
     is left to run. False (and nothing saved) when another worker took the item over."""
     now = utcnow()
+    _lock(session, claim.replay_id)
     saved = session.execute(
         update(ReplayItem).where(*_still_mine(claim)).values(finished_at=now, heartbeat_at=now, **values)
     ).rowcount
@@ -152,6 +161,7 @@ def fail_replay(session: Session, claim: Claim, error: str) -> None:
     """The replay cannot run at all (its flow is gone, Langflow is not configured): it fails with
     ``error``, the claimed question shows it, and the waiting ones are cancelled."""
     now = utcnow()
+    _lock(session, claim.replay_id)
     session.execute(update(ReplayItem).where(*_still_mine(claim)).values(status="error", error=error, finished_at=now))
     session.execute(
         update(ReplayItem).where(ReplayItem.replay_id == claim.replay_id, ReplayItem.status == "pending")
@@ -209,6 +219,7 @@ class ReplayWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
+        self.finished = 0  # the questions whose results this worker saved
         self._jobs: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -346,6 +357,8 @@ class ReplayWorker:
 
     def _run(self, job: _Job) -> None:
         work = self._work(job.claim)
+        if work is None:
+            return  # the replay was deleted since the claim
         try:
             route = self.route_for(work.flow)
         except ChatbotError as exc:  # no such flow, Langflow not configured: no question can run
@@ -359,13 +372,16 @@ class ReplayWorker:
         with self.db.begin() as session:
             if job.why == "stopping" and values["status"] == "cancelled":
                 release(session, job.claim)  # the worker stops, not the replay: the next one runs it
-            else:
-                save_result(session, job.claim, **values)
+            elif save_result(session, job.claim, **values):
+                with self._lock:
+                    self.finished += 1
 
-    def _work(self, claim: Claim) -> _Work:
+    def _work(self, claim: Claim) -> _Work | None:
         with self.reader.begin() as session:
             item = session.get(ReplayItem, claim.item_id)
             replay = session.get(Replay, claim.replay_id)
+            if item is None or replay is None:
+                return None
             return _Work(question=item.question, context=list(item.context or []), files=list(item.files or []),
                          flow=replay.flow, tweaks=replay.tweaks, mode=replay.mode)
 
