@@ -8,16 +8,23 @@ Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import select
 
 from chatbot import chat
+from chatbot.config import setting_names
 from chatbot.errors import EngineError
 from chatbot.flows import FlowDirectory, Route
+from chatbot.history import views
 from chatbot.history.filters import HistoryFilter
 from chatbot.langflow import LangflowClient
 from chatbot.models import Conversation, Message
@@ -29,6 +36,7 @@ from tests.langflow_server import FAILING_MESSAGE, VERSION_ANSWERS, LangflowServ
 pytestmark = pytest.mark.langflow
 
 MAX_CHARS = 4_000
+REPO = Path(__file__).resolve().parents[1]
 
 
 def router(langflow: LangflowServer) -> Callable[[str], Route]:
@@ -184,4 +192,43 @@ def test_a_failing_flow_makes_error_items_with_the_message_people_read(langflow,
     with db.begin() as session:
         progress = jobs.progress(session, alice, items[0].replay_id)
     assert (progress.errors, progress.complete) == (2, 0)
+    assert rows(db, Message) == messages_before
+
+
+def test_the_command_line_replays_a_saved_view_against_the_real_server(
+        langflow, database_url, db, users, tmp_path):
+    """``python -m chatbot replay --view --flow --user`` as an operator runs it under a scheduler:
+    its own process, the settings from the environment, the flow by its catalog label."""
+    builder = langflow.builder()
+    flow_id = versioned_flow(builder)
+    [v2, v1] = builder.versions(flow_id)["entries"]
+    builder.activate(flow_id, v1["id"], save_draft=False)
+    route_for, tag = router(langflow), f"lq{uuid.uuid4().hex[:8]}"
+    alice = users["alice"]
+    questions = [f"How many tickets closed today? {tag}", f"Which team closed the most? {tag}"]
+    for question in questions:
+        asked(db, alice, route_for(flow_id), [question])
+    with db.begin() as session:
+        views.save_view(session, alice, "Closed tickets", HistoryFilter(search=tag))
+    messages_before = rows(db, Message)
+    builder.activate(flow_id, v2["id"], save_draft=False)
+    env = {key: value for key, value in os.environ.items() if key not in setting_names()}
+    env.update(DATABASE_URL=database_url, LANGFLOW_URL=langflow.base_url, LANGFLOW_API_KEY=langflow.api_key,
+               LANGFLOW_FLOWS=json.dumps([{"flow": flow_id, "label": "Versioned"}]), REPLAY_CONCURRENCY="1",
+               PYTHONPATH=str(REPO))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "chatbot", "replay", "--view", "Closed tickets", "--flow", "Versioned",
+         "--user", "alice"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert "done: 2 complete, 0 failed, 0 cancelled, of 2" in result.stdout, result.stdout
+    with db.begin() as session:
+        [summary] = jobs.list_replays(session, alice)
+        items = jobs.items(session, alice, summary.id)
+    assert (summary.flow_label, summary.status, summary.total) == ("Versioned", "done", 2)
+    assert {item.question: item.answer for item in items} == {
+        question: VERSION_ANSWERS[2].format(question=question) for question in questions}
+    assert {(item.flow_version, item.original_flow.rsplit(" ", 1)[-1], item.attempts) for item in items} == {
+        ("v2", "v1", 1)}
     assert rows(db, Message) == messages_before
