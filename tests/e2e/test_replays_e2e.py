@@ -286,6 +286,14 @@ def test_checked_by_replay_a_saved_view_against_another_flow_through_a_restart(
     saved = dict(stored(replay_app, "SELECT id, verdict FROM replay_items WHERE replay_id = ? AND verdict IS NOT NULL",
                         replay_id))
     assert saved == {item_id: verdict.lower() for item_id, verdict in verdicts.items()}
+    show = page.locator(".st-key-replays_show")
+    show.get_by_role("radio", name="Worse", exact=True).click()
+    settle(page)
+    expect(rows).to_have_count(1)
+    expect(replay_row(page, items[2][0])).to_be_visible()
+    show.get_by_role("radio", name="All", exact=True).click()
+    settle(page)
+    expect(rows).to_have_count(10)
     assert_no_traceback(page)
 
     # The comparison, downloaded and read back: ten rows, both sides, the verdicts.
