@@ -33,9 +33,9 @@ STATUS_LABELS = {"queued": "Queued", "running": "Running", "done": "Done", "canc
 LIST_CONFIG = {
     "name": st.column_config.TextColumn("Replay", width="medium"),
     "owner": st.column_config.TextColumn("Owner", width="small"),
-    "flow_label": st.column_config.TextColumn("Flow", width="medium"),
-    "status": st.column_config.TextColumn("Status", width="small"),
+    "status": st.column_config.TextColumn("Status", width="small"),  # before the flow: a phone shows them first
     "progress": st.column_config.ProgressColumn("Done", format="%.0f%%", min_value=0, max_value=100, width="small"),
+    "flow_label": st.column_config.TextColumn("Flow", width="medium"),
     "errors": st.column_config.NumberColumn("Errors", width="small"),
     "created_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm", width="small"),
 }
@@ -235,10 +235,25 @@ def opened(replay_id: int):
     return kept
 
 
+def delete(replay_id: int) -> None:
+    try:
+        with db.begin() as session:
+            jobs.delete_replay(session, actor, replay_id)
+    except ChatbotError as exc:
+        st.session_state["replays_error"] = (exc, "deleting the replay")
+        return
+    open_replay(None)
+    st.toast("Replay deleted.")
+
+
 def header(replay) -> None:
-    st.button("All replays", key="replays_back", icon=":material/arrow_back:", on_click=open_replay, args=(None,),
-              type="tertiary")
-    st.title(ui.plain_text(replay.name))
+    bar = st.container(horizontal=True, horizontal_alignment="distribute", vertical_alignment="center")
+    bar.button("All replays", key="replays_back", icon=":material/arrow_back:", on_click=open_replay, args=(None,),
+               type="tertiary")
+    with bar.popover("Delete", icon=":material/delete:"):
+        st.caption("Delete this replay, its answers and verdicts? The original conversations stay as they are.")
+        st.button("Yes, delete it", key="replays_delete", type="primary", on_click=delete, args=(replay.id,))
+    st.title(ui.plain_text(replay.name), anchor=False)
     tweaked = " · with tweaks" if replay.tweaks else ""
     st.caption(ui.plain_text(f"Questions from {replay.source}, asked of {replay.flow_label} · "
                              f"{MODE_LABELS.get(replay.mode, replay.mode).lower()}{tweaked} · "

@@ -207,3 +207,10 @@ def test_replay_these_questions_opens_the_form_with_the_history_filters(app_db, 
     assert at.query_params["history"] in ("history_search=churn", ["history_search=churn"])
     assert at.segmented_control(key="replays_source").value == "filters"
     assert "This replay asks 1 question of Notes." in captions(at)
+
+
+def test_the_owner_deletes_a_replay_and_is_back_at_the_list(app_db, alice_view):
+    at, _ = start_from_the_view(app_db)
+    rerun(at.button(key="replays_delete").click())
+    assert "replay" not in at.query_params
+    assert "No replays yet: start one below." in [i.value for i in at.info]
