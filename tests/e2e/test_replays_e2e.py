@@ -25,11 +25,10 @@ import requests
 from playwright.sync_api import Browser, Locator, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
-from chatbot import chat
+from chatbot import chat, store
 from chatbot import db as database
 from chatbot.flows import FlowDirectory, Route
 from chatbot.langflow import LangflowClient
-from chatbot.models import User
 from chatbot.store import Actor
 from tests.e2e.conftest import (
     UI_TIMEOUT_MS,
@@ -123,7 +122,7 @@ def ask_in_the_background(server: AppServer, langflow: LangflowServer, flow: str
     route = Route(client(flow), flow, FlowDirectory(client), tweaks={})
     try:
         with db.begin() as session:
-            alice = Actor.of(session.query(User).filter_by(username="alice").one())
+            alice = Actor.of(store.require_user(session, "alice"))
         for question in questions:
             turn = chat.ask(db, alice, None, question, route, max_chars=4_000)
             "".join(turn.chunks())
