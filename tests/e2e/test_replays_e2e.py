@@ -3,9 +3,10 @@
 Two flows in the catalog: "Flow A" (the echo flow) answers ten questions of alice's; she saves a
 view of exactly those ten in /history, replays it against "Flow B" (an OpenAI model behind the
 stub, slowed down so that the replay takes a while), watches the progress bar, and the app is
-restarted mid-replay on the same database and port: the page reconnects, the replay resumes and
-ends with exactly ten rows, each question asked once (the one cut off by the restart excepted).
-She marks verdicts and downloads the comparison as CSV and Excel.
+restarted mid-replay on the same database and port (stopped as a rollout stops it, or killed as a
+crash does): the page reconnects, the replay resumes and ends with exactly ten rows, each question
+asked once (the one cut off by the restart excepted). She marks verdicts, filters the rows, and
+downloads the comparison as CSV and Excel.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tests.e2e.conftest import (
     assert_no_traceback,
     logged_in,
     new_chat,
+    open_chat,
     open_history,
     screenshot,
     search_history,
@@ -65,7 +67,8 @@ QUESTIONS = [
     "What is our net revenue retention?",
     "Which feature drives the most upgrades?",
 ]
-VIEW = "Ten questions"
+# How the app goes down mid-replay: a rollout's SIGTERM (Streamlit shuts down), or a crash's SIGKILL.
+RESTARTS = {"rollout": False, "crash": True}  # -> AppServer.restart(kill=...)
 
 
 def slow_model_flow(builder: FlowBuilder, openai_base: str) -> dict:
@@ -137,7 +140,7 @@ def items_done(server: AppServer, replay_id: int) -> int:
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tag() -> str:
     """A word only these ten questions have, so that a search finds exactly them."""
     return f"rq{uuid.uuid4().hex[:6]}"
@@ -216,40 +219,45 @@ def download_comparison(page: Page, label: str, folder: Path) -> Path:
     return target
 
 
+@pytest.mark.parametrize("restart", list(RESTARTS))
 def test_checked_by_replay_a_saved_view_against_another_flow_through_a_restart(
-        alice: Page, replay_app: AppServer, langflow, catalog, model_stub, tag, tmp_path):
-    page = alice
+        alice: Page, replay_app: AppServer, langflow, catalog, model_stub, tag, tmp_path, restart):
+    page, view, name = alice, f"Ten questions ({restart})", f"Flow A against Flow B ({restart})"
     questions = [f"{question} ({tag})" for question in QUESTIONS]
+    open_chat(page)
     for question in questions[:2]:  # the first ones as a person asks them
         new_chat(page)
         expect(ask(page, question, placeholder="Ask a question")).to_contain_text(question)
     ask_in_the_background(replay_app, langflow, catalog["Flow A"], questions[2:])
-    assert len(stored(replay_app, "SELECT id FROM messages WHERE role = 'assistant' AND status = 'complete'")) == 10
+    answered = stored(replay_app, "SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                                  "WHERE m.role = 'assistant' AND m.status = 'complete' AND c.title LIKE ?", f"%{tag}%")
+    assert sorted(answer for (answer,) in answered) == sorted(questions)  # flow A echoes them
     messages_before = stored(replay_app, "SELECT * FROM messages ORDER BY id")
 
-    save_view(page, tag, VIEW)
+    save_view(page, tag, view)
     sidebar(page).get_by_role("link", name="Replays").click()
     expect(page.get_by_role("heading", name="Replays")).to_be_visible()
     settle(page)
-    choose(page, "Saved view", re.compile(f"^{VIEW}"))
+    choose(page, "Saved view", re.compile(f"^{re.escape(view)}"))
     choose(page, "Ask", "Flow B")
     expect(page.get_by_text("This replay asks 10 questions of Flow B.")).to_be_visible()
-    page.get_by_label("Name (optional)").fill("Flow A against Flow B")
+    page.get_by_label("Name (optional)").fill(name)
     page.get_by_label("Name (optional)").press("Enter")
     settle(page)
     model_stub.configure(token_delay=TOKEN_DELAY)  # flow B thinks a while over each word
     page.get_by_role("button", name="Start the replay").click()
     expect(page).to_have_url(re.compile(r"[?&]replay=\d+"))
     replay_id = int(re.search(r"[?&]replay=(\d+)", page.url).group(1))
-    expect(page.get_by_role("heading", name="Flow A against Flow B")).to_be_visible()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
     wait_for_login_cookie(page)  # the restarted app logs her in again by it
 
     # The bar moves while the worker runs; the app restarts once three questions are done.
     before = watch_progress(page, lambda: items_done(replay_app, replay_id) >= 3, "three questions done")
-    screenshot(page, "replay-progress", top=page.get_by_role("heading", name="Flow A against Flow B"))
+    if restart == "rollout":
+        screenshot(page, "replay-progress", top=page.get_by_role("heading", name=name))
     done_at_restart = items_done(replay_app, replay_id)
     assert done_at_restart < 10, "the replay ended before the restart: make flow B slower (TOKEN_DELAY)"
-    replay_app.restart()
+    replay_app.restart(kill=RESTARTS[restart])
     after = watch_progress(page, lambda: stored(replay_app, "SELECT status FROM replays WHERE id = ?",
                                                 replay_id) == [("done",)], "the replay to end")
     seen = before + after  # the first values after the restart may still be the old page's
