@@ -130,6 +130,7 @@ class AppServer:
     workdir: Path
     process: subprocess.Popen
     env: dict[str, str] = field(repr=False, default_factory=dict)
+    command: list[str] = field(repr=False, default_factory=list)  # how it was started, for restart()
 
     @property
     def log_path(self) -> Path:
@@ -152,6 +153,26 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop the app (SIGTERM, as a deployment's rollout does; SIGKILL with ``kill``, as a crash)
+        and start it again with the same command, environment, database and port.
+
+        The port may be held for a moment after the old process exits: the start is tried again
+        until START_TIMEOUT runs out.
+        """
+        if kill:
+            self.process.kill()
+            self.process.wait(10)
+        self.stop()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self.process = _launch(self.command, self.workdir, self.env)
+            if wait_until_healthy(self):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start again on {self.base_url}:\n{self.log_tail()}")
+            time.sleep(0.5)
 
 
 def free_port() -> int:
@@ -209,14 +230,18 @@ def start_app(workdir: Path, *, extra_env: dict[str, str] | None = None,
             "--server.port", str(bound), "--server.address", "127.0.0.1", "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets_file),
         ]
-        with (workdir / "streamlit.log").open("ab") as log:
-            process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
-        server = AppServer(f"http://127.0.0.1:{bound}", workdir, process, env)
+        server = AppServer(f"http://127.0.0.1:{bound}", workdir, _launch(command, workdir, env), env, command)
         if wait_until_healthy(server):
             return server
         server.stop()
     raise RuntimeError(f"streamlit did not start:\n{server.log_tail()}")
+
+
+def _launch(command: list[str], workdir: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start ``streamlit run`` in ``workdir``, its output appended to streamlit.log there."""
+    with (workdir / "streamlit.log").open("ab") as log:
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
 
 
 def wait_until_healthy(server: AppServer) -> bool:
