@@ -6,6 +6,7 @@ import email.utils
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -709,13 +710,23 @@ def _langflow_reason(response: requests.Response) -> str | None:
     return _detail_text(payload.get("detail") if isinstance(payload, dict) else payload)
 
 
+# '500: {"message": ...}': a status Langflow put before the JSON it wraps.
+_STATUS_PREFIX = re.compile(r"^\d{3}:\s*(?=[\[{])")
+# What a database error of Langflow's own appends: the statement and its parameters are no
+# reason a person can act on, and may quote what someone else asked.
+_DATABASE_INTERNALS = re.compile(r"\s*(\[SQL: |\[parameters: |\(Background on this error at: ).*", re.DOTALL)
+
+
 def _detail_text(detail: object) -> str | None:
-    """FastAPI ``detail`` as text: a string, a JSON-encoded object (HTTP 500), a dict or a list."""
+    """FastAPI ``detail`` as text: a string, a JSON-encoded object (HTTP 500, perhaps after its
+    status), a dict or a list; a database error without its SQL."""
     if isinstance(detail, str):
-        decoded = _loads_or_none(detail)
+        text = _STATUS_PREFIX.sub("", detail.strip())
+        decoded = _loads_or_none(text)
         if isinstance(decoded, (dict, list)):
             return _detail_text(decoded)
-        return _clip(detail) if detail.strip() else None
+        text = _DATABASE_INTERNALS.sub("", text).strip()
+        return _clip(text) if text else None
     if isinstance(detail, dict):
         for key in ("message", "detail", "error", "msg", "description", "code"):
             if text := _detail_text(detail.get(key)):

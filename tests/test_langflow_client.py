@@ -444,6 +444,13 @@ HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx
             ["The flow failed: Division by zero in Calculator"],
         ),
         (json_reply({"detail": "plain reason"}, status=500), LangflowFlowError, ["plain reason"]),
+        (  # Langflow on SQLite, two runs at once: its own database error, wrapped
+            json_reply({"detail": '500: {"message": "(sqlite3.OperationalError) database is locked\\n[SQL: UPDATE '
+                                  'job SET status=? WHERE job.job_id = ?]\\n[parameters: (\'failed\', \'4f\')]"}'},
+                       status=500),
+            LangflowFlowError,
+            ["The flow failed: (sqlite3.OperationalError) database is locked."],
+        ),
         (text_reply("Internal Server Error", status=500), LangflowFlowError, ["The flow failed"]),
         (text_reply(HTML_502, status=502), LangflowUnavailable, ["HTTP 502", "Try again"]),
         (text_reply("Service Unavailable", status=503), LangflowUnavailable, ["HTTP 503"]),
@@ -463,7 +470,7 @@ def test_http_error_raises_a_typed_error_the_user_can_act_on(langflow, client, m
 
     for word in words:
         assert word in str(caught.value)
-    assert "<html>" not in str(caught.value)
+    assert "<html>" not in str(caught.value) and "[SQL:" not in str(caught.value)
     assert KEY not in str(caught.value) + caught.value.detail
 
 
