@@ -71,7 +71,7 @@ def test_summary_counts_verdicts_errors_and_percentiles():
     items.append(item(21, answer=None, status="pending"))
     summary = compare.summarize(items)
     assert (summary.total, summary.replayed, summary.better, summary.worse, summary.same, summary.unjudged) == (
-        21, 20, 3, 1, 2, 15)
+        21, 20, 3, 1, 2, 14)  # the question still waiting is not 'unjudged'
     assert summary.replay_error_rate == 1 / 20 and summary.original_error_rate == 1 / 21
     assert (summary.replay_latency_p50_ms, summary.replay_latency_p95_ms) == (1000, 1900)
     assert (summary.original_latency_p50_ms, summary.original_latency_p95_ms) == (2000, 3800)

@@ -211,6 +211,10 @@ def test_verdicts_are_set_cleared_and_filtered(db, users, desk):
     replay_id = make(db, alice, plan(db, alice))
     with db.begin() as session:
         first, second, third = jobs.items(session, alice, replay_id)
+        with pytest.raises(InputError, match="not been replayed yet"):
+            jobs.set_verdict(session, alice, first.id, "better")
+    ReplayWorker(db, notes_route, name="w").run_until_idle()
+    with db.begin() as session:
         jobs.set_verdict(session, alice, first.id, "better")
         jobs.set_verdict(session, users["root"], second.id, "worse")
         with pytest.raises(NotFoundError):

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from chatbot import export, store
 from chatbot.models import Replay, User
 from chatbot.render import plain_text
-from chatbot.replays.jobs import replay_label
+from chatbot.replays.jobs import changed, replay_label, unjudged
 from chatbot.store import Actor, version_label
 
 DIFF_OPS = ("same", "add", "del")
@@ -95,16 +95,6 @@ def _marked(op: str, piece: str) -> str:
     return f"{plain_text(lead)}{mark}{plain_text(words)}{mark}{plain_text(trail)}"
 
 
-def _normalized(text: str | None) -> str:
-    return " ".join((text or "").split())
-
-
-def changed(item) -> bool:
-    """The replayed answer says something else than the original (whitespace aside); False until it
-    has an answer (a failed replay counts as an error, not a change: as jobs.items(show="changed"))."""
-    return item.status == "complete" and _normalized(item.original_answer) != _normalized(item.answer)
-
-
 # -- the summary --------------------------------------------------------------------------------
 
 
@@ -143,7 +133,7 @@ def summarize(items: Sequence) -> Summary:
     originals = [item for item in items if item.original_status]  # a hand-written dataset has none
     return Summary(
         total=len(items), replayed=len(replayed), better=verdicts["better"], same=verdicts["same"],
-        worse=verdicts["worse"], unjudged=verdicts[None], changed=sum(map(changed, replayed)),
+        worse=verdicts["worse"], unjudged=sum(map(unjudged, items)), changed=sum(map(changed, replayed)),
         answered=sum(1 for item in replayed if item.status == "complete"),
         original_error_rate=_share(originals, lambda item: item.original_status != "complete"),
         replay_error_rate=_share(replayed, lambda item: item.status == "error"),

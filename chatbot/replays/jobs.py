@@ -463,13 +463,25 @@ def _normalized(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
+def changed(item) -> bool:
+    """The replayed answer says something else than the original (whitespace aside); False until it
+    has an answer (a failed replay counts as an error, not a change)."""
+    return item.status == "complete" and _normalized(item.original_answer) != _normalized(item.answer)
+
+
+def unjudged(item) -> bool:
+    """Replayed (answered or failed) and not yet marked better, same or worse: a question still
+    waiting for its turn is not counted."""
+    return item.status in ("complete", "error") and item.verdict is None
+
+
 def _shown(item: ReplayItem, show: str) -> bool:
     return {
         "all": True,
-        "changed": item.status == "complete" and _normalized(item.answer) != _normalized(item.original_answer),
+        "changed": changed(item),
         "worse": item.verdict == "worse",
         "better": item.verdict == "better",
-        "unjudged": item.verdict is None,
+        "unjudged": unjudged(item),
         "original_down": item.original_feedback == 0,
         "errors": item.status == "error" or item.original_status not in (None, "complete"),
     }[show]
@@ -492,6 +504,8 @@ def set_verdict(session: Session, actor: Actor, item_id: int, verdict: str | Non
     item = session.scalar(select(ReplayItem).where(ReplayItem.id == item_id, ReplayItem.replay_id.in_(visible)))
     if item is None:
         raise NotFoundError("This question of a replay does not exist or is not yours.")
+    if verdict is not None and item.status not in ("complete", "error"):
+        raise InputError("This question has not been replayed yet: judge it once its answer is in.")
     item.verdict = verdict
     item.verdict_by = (actor.id or None) if verdict else None
     item.verdict_at = utcnow() if verdict else None
