@@ -3,6 +3,7 @@ The one place that caches."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 from pathlib import Path
@@ -22,7 +23,8 @@ from chatbot.notes import NotesEngine, NotesIndex, notes_signature
 from chatbot.replays.worker import ReplayWorker
 
 logger = logging.getLogger(__name__)
-NOTES_CHECK_SECONDS = 5  # a changed note is re-indexed at the first question after this
+NOTES_CHECK_SECONDS = 5
+SHUTDOWN_SECONDS = 3.0  # how long a stopping server waits for a replayed question to hand back  # a changed note is re-indexed at the first question after this
 
 
 def settings() -> Settings:
@@ -142,4 +144,7 @@ def replay_worker(database_url: str, pool_size: int = 10, concurrency: int = 2, 
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_REPLAY_THREADS)
     worker = ReplayWorker(database(database_url, pool_size), lambda key: route(settings(), key),
                           concurrency=concurrency)
+    # A stopping server (SIGTERM: a rollout) hands its running questions back at once, for the
+    # next worker anywhere; a killed one's wait for a worker that sees it is gone.
+    atexit.register(worker.stop, SHUTDOWN_SECONDS)
     return worker.start()
