@@ -30,22 +30,14 @@ from chatbot.replays.worker import ReplayWorker, beat, claim_item, save_result, 
 from tests.conftest import NOTES
 from tests.replay_server import FLOW_ID, ReplayServer, echo_flow, json_reply
 from tests.test_cli import ROOT
+from tests.test_workbench import chat as workbench_chat
 
 
 def chat(db, actor, title, turns, *, down: int | None = None, status: str = "complete") -> tuple[int, list[int]]:
-    """A conversation as the chat saves it; the answers' ids. ``down``: the answer (index) rated 👎."""
-    answers = []
-    with db.begin() as session:
-        conversation = store.create_conversation(session, actor, title=title)
-        for question, answer in turns:
-            asked = store.append_message(session, actor, conversation.id, role="user", content=question)
-            begun = store.begin_answer(session, actor, asked.id, engine="langflow", flow_id="flow-a")
-            store.update_answer(session, actor, begun.id, content=answer, status=status, flow_name="Support",
-                                flow_version="v3", latency_ms=1200, ttft_ms=300, total_tokens=42)
-            answers.append(begun.id)
-        if down is not None:
-            store.set_feedback(session, actor, answers[down], score=0, comment="wrong plan")
-    return conversation.id, answers
+    """A conversation as the chat saves it (tests.test_workbench's), with the timing and tokens a
+    replay compares; the answers' ids."""
+    return workbench_chat(db, actor, title, turns, down=down, flow_id="flow-a", status=status, model=None,
+                          latency_ms=1200, ttft_ms=300, total_tokens=42)
 
 
 @pytest.fixture

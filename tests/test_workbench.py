@@ -14,16 +14,17 @@ from chatbot.history import HistoryFilter, evaluation, list_history, notes, tags
 from chatbot.history.evaluation import EVAL_FIELDS
 
 
-def chat(db, actor, title, turns, *, down: int | None = None) -> tuple[int, list[int]]:
-    """A conversation as the chat saves it; the answers' ids. ``down``: the answer (index) rated 👎."""
+def chat(db, actor, title, turns, *, down: int | None = None, flow_id: str = "flow-9", **saved) -> tuple[int, list[int]]:
+    """A conversation as the chat saves it; the answers' ids. ``down``: the answer (index) rated 👎;
+    ``saved``: what each answer is saved with, over the defaults (complete, Support v3, gpt-4o-mini)."""
     answers = []
+    saved = {"status": "complete", "flow_name": "Support", "flow_version": "v3", "model": "gpt-4o-mini"} | saved
     with db.begin() as session:
         conversation = store.create_conversation(session, actor, title=title)
         for question, answer in turns:
             asked = store.append_message(session, actor, conversation.id, role="user", content=question)
-            begun = store.begin_answer(session, actor, asked.id, engine="langflow", flow_id="flow-9")
-            store.update_answer(session, actor, begun.id, content=answer, status="complete", flow_name="Support",
-                                flow_version="v3", model="gpt-4o-mini")
+            begun = store.begin_answer(session, actor, asked.id, engine="langflow", flow_id=flow_id)
+            store.update_answer(session, actor, begun.id, content=answer, **saved)
             answers.append(begun.id)
         if down is not None:
             store.set_feedback(session, actor, answers[down], score=0, comment="wrong plan")
