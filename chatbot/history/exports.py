@@ -100,15 +100,16 @@ def iter_export_frames(
         if len(batch) == 1:  # one conversation of any size: streamed (a server-side cursor on PostgreSQL)
             pieces = session.connection().execute(query.execution_options(stream_results=True, yield_per=fetch))
             pieces = pieces.partitions()
-        else:  # several, about ``fetch`` rows together: read at once and put in order whole
-            pieces = [session.connection().execute(query).all()]
+        else:  # several, about ``fetch`` rows together: read at once and put in the batch's order
+            rank = {conversation_id: n for n, conversation_id in enumerate(batch)}
+            pieces = [sorted(session.connection().execute(query).all(), key=lambda row: rank[row[0]])]
         for rows in pieces:
             if not rows:
                 continue
             if pending and size + len(rows) > chunk_size:
                 chunk, pending, size = _joined_frames(pending), [], 0
                 yield chunk  # the pieces it was joined from are let go first: a chunk is not held twice
-            pending.append(annotate(_in_order(_export_frame(rows), batch)))
+            pending.append(annotate(_export_frame(rows)))
             size += len(rows)
     if pending:
         chunk, pending = _joined_frames(pending), []
@@ -125,15 +126,6 @@ def _export_frame(rows) -> pd.DataFrame:
             stored[present] = [export.json_text(json.loads(text)) for text in stored[present]]
             frame[name] = stored
     return frame
-
-
-def _in_order(frame: pd.DataFrame, batch: list[int]) -> pd.DataFrame:
-    """A batch's rows in the batch's order of conversations, each one's messages kept in order
-    (a batch of one conversation is in order already)."""
-    if len(batch) == 1:
-        return frame
-    rank = frame["conversation_id"].map({cid: n for n, cid in enumerate(batch)}).to_numpy()
-    return frame.take(np.argsort(rank, kind="stable")).reset_index(drop=True)
 
 
 def _annotate(session: Session, actor: Actor, notes: dict, frame: pd.DataFrame) -> pd.DataFrame:
