@@ -100,10 +100,10 @@ def keep_if_offered(key: str, options: list) -> None:
 
 def linked_filters() -> HistoryFilter | None:
     """The history filters the history page's "Replay these questions" passed: ?history=<the history
-    page's query>, e.g. ?history=history_search%3Dchurn; None without."""
-    linked = st.query_params.get("history", "")
-    params = parse_qs(linked[:ui.MAX_PARAM_CHARS])
-    return HistoryFilter.from_query_params(params) if linked else None
+    page's query>, e.g. ?history=history_search%3Dchurn, or ?history= for every conversation; None without."""
+    if "history" not in st.query_params:
+        return None
+    return HistoryFilter.from_query_params(parse_qs(st.query_params["history"][:ui.MAX_PARAM_CHARS]))
 
 
 def flow_problem(key: str) -> str | None:

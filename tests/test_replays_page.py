@@ -209,6 +209,16 @@ def test_replay_these_questions_opens_the_form_with_the_history_filters(app_db, 
     assert "This replay asks 1 question of Notes." in captions(at)
 
 
+def test_replay_these_questions_with_no_filters_offers_every_conversation(app_db, alice_view):
+    """No filter at all is an empty ?history=: still the history's questions, not the view picker
+    (a fresh-clone run found the form without its first source)."""
+    at = logged_in()
+    rerun(at.switch_page(HISTORY))
+    rerun(at.button(key="history_replay").click())
+    assert at.segmented_control(key="replays_source").value == "filters"
+    assert "This replay asks 3 questions of Notes." in captions(at)  # all of alice's
+
+
 def test_the_owner_deletes_a_replay_and_is_back_at_the_list(app_db, alice_view):
     at, _ = start_from_the_view(app_db)
     rerun(at.button(key="replays_delete").click())
