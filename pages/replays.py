@@ -410,15 +410,14 @@ def turn_page(step: int) -> None:
     st.session_state["replays_page"] += step
 
 
-def rows(replay_id: int) -> None:
+def rows(everything: list) -> None:
     """The rows the filter keeps, a page at a time, with the word diff toggle."""
     tools = st.columns([3, 1], vertical_alignment="bottom")
     show = tools[0].segmented_control("Show", list(SHOW_LABELS), format_func=SHOW_LABELS.get, key="replays_show",
                                       default="all", required=True, wrap=True)
     diff = tools[1].toggle("Word diff", key="replays_diff",
                            help="The replayed answer with its added words in green and removed ones struck in red.")
-    with readonly.begin() as session:
-        kept = jobs.items(session, actor, replay_id, show=show)
+    kept = jobs.shown(everything, show)
     if st.session_state.get("replays_seen_show") != show:
         st.session_state.update(replays_seen_show=show, replays_page=0)
     pages = max(1, -(-len(kept) // ROWS_PER_PAGE))
@@ -461,7 +460,7 @@ def show_replay(replay_id: int) -> None:
         ui.show_error(failed[0], doing=failed[1])
     summary(compare.summarize(everything))
     downloads(replay)
-    rows(replay_id)
+    rows(everything)
 
 
 # -- the page: errors become messages here ------------------------------------------------------

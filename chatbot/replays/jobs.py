@@ -493,6 +493,14 @@ def items(session: Session, actor: Actor, replay_id: int, *, show: str = "all") 
         raise InputError(f"Unknown row filter {show!r}: use one of {', '.join(SHOW)}.")
     _visible(session, actor, replay_id)
     rows = session.scalars(select(ReplayItem).where(ReplayItem.replay_id == replay_id).order_by(ReplayItem.position))
+    return shown(rows, show)
+
+
+def shown(rows, show: str) -> list:
+    """The questions (in their order) that the row filter ``show`` keeps: the page filters the
+    items it has read for the summary instead of reading them again."""
+    if show not in SHOW:
+        raise InputError(f"Unknown row filter {show!r}: use one of {', '.join(SHOW)}.")
     return [item for item in rows if _shown(item, show)]
 
 
